@@ -1,0 +1,19 @@
+"""adamref: the Adam optimizer derived step by step, and kernels that match PyTorch.
+
+Three backends share one API (see :mod:`adamref.reference`)::
+
+    adam_step(p, g, m, v, t, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+              weight_decay=0.0, decoupled=False, amsgrad=False, v_max=None,
+              maximize=False)
+    adamax_step(p, g, m, u, t, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0, maximize=False)
+
+- :mod:`adamref.reference`: plain NumPy, the executable specification;
+- :mod:`adamref.cpu`: Numba kernels, parallel, bit-identical to
+  ``torch.optim.Adam(fused=True)`` on float32;
+- :mod:`adamref.cuda`: Numba CUDA kernels for arrays on the GPU.
+
+Backends are imported on first use, so ``import adamref`` stays cheap.
+"""
+
+__version__ = "0.1.0"

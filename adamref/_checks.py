@@ -1,0 +1,164 @@
+"""Validation shared by every backend (reference, cpu, cuda).
+
+Every public step function calls :func:`check_adam` or :func:`check_adamax`
+before it touches any array, so bad input raises a ``TypeError`` or
+``ValueError`` that names the argument and leaves every array as it was.
+
+Arrays reach the checks as :class:`ArraySpec` records, so the same rules
+serve NumPy arrays (:func:`numpy_spec`) and device arrays that expose
+``__cuda_array_interface__`` (:func:`cuda_spec`).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from numbers import Real
+from typing import NamedTuple
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class ArraySpec(NamedTuple):
+    """What the checks need to know about one array."""
+
+    name: str
+    shape: tuple
+    dtype: np.dtype
+    contiguous: bool
+    writable: bool
+    address: int
+    nbytes: int
+
+
+def numpy_spec(name: str, a) -> ArraySpec:
+    """Describe a NumPy array; anything else is a ``TypeError``."""
+    if type(a) is not np.ndarray and not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    flags = a.flags
+    return ArraySpec(name, a.shape, a.dtype, flags.c_contiguous, flags.writeable,
+                     a.ctypes.data, a.nbytes)
+
+
+def cuda_spec(name: str, a) -> ArraySpec:
+    """Describe an object exposing ``__cuda_array_interface__`` (torch, CuPy, Numba)."""
+    try:
+        cai = a.__cuda_array_interface__
+    except AttributeError:
+        raise TypeError(
+            f"{name} must be a CUDA array (an object with __cuda_array_interface__, "
+            f"such as a torch CUDA tensor, a CuPy array or a Numba device array), "
+            f"got {type(a).__name__}") from None
+    shape = tuple(cai["shape"])
+    dtype = np.dtype(cai["typestr"])
+    address, readonly = cai["data"]
+    strides = cai.get("strides")
+    contiguous = strides is None or tuple(strides) == _c_strides(shape, dtype.itemsize)
+    nbytes = math.prod(shape) * dtype.itemsize
+    return ArraySpec(name, shape, dtype, contiguous, not readonly, address, nbytes)
+
+
+def _c_strides(shape: tuple, itemsize: int) -> tuple:
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
+def check_arrays(specs: list[ArraySpec], written: tuple[str, ...]) -> None:
+    """Same shape, same float dtype, C-contiguous; ``written`` ones writable; no overlap.
+
+    ``specs[0]`` is the parameter ``p``: the others must match its shape
+    and dtype.  ``g`` may be read-only, but no two arrays may share memory,
+    since the step reads one while it writes another.
+    """
+    first = specs[0]
+    if first.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{first.name} must have dtype float32 or float64, got {first.dtype}")
+    for s in specs:
+        if s.dtype != first.dtype:
+            raise TypeError(f"{s.name} has dtype {s.dtype}, but {first.name} has dtype "
+                            f"{first.dtype}: all arrays must share one dtype")
+        if s.shape != first.shape:
+            raise ValueError(f"{s.name} has shape {s.shape}, but {first.name} has shape "
+                             f"{first.shape}: all arrays must share one shape")
+        if not s.contiguous:
+            raise ValueError(f"{s.name} must be C-contiguous")
+        if s.name in written and not s.writable:
+            raise ValueError(f"{s.name} is read-only, but the step updates it in place")
+    nbytes = first.nbytes
+    if nbytes == 0:
+        return
+    for i, a in enumerate(specs):
+        for b in specs[i + 1:]:
+            if abs(a.address - b.address) < nbytes:
+                raise ValueError(f"{a.name} and {b.name} share memory; "
+                                 f"each array must be a separate buffer")
+
+
+def check_step_number(t) -> int:
+    """``t`` is the 1-based step number: an integer >= 1."""
+    if isinstance(t, (bool, np.bool_)):
+        raise TypeError(f"t must be an integer step number (1 for the first step), got {t!r}")
+    try:
+        t = operator.index(t)
+    except TypeError:
+        raise TypeError(f"t must be an integer step number (1 for the first step), "
+                        f"got {type(t).__name__} {t!r}") from None
+    if t < 1:
+        raise ValueError(f"t must be >= 1 (the first step is t=1), got {t}")
+    return t
+
+
+def _real(name: str, x) -> float:
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, Real):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__} {x!r}")
+    return float(x)
+
+
+def check_hyperparameters(lr, beta1, beta2, eps, weight_decay) -> None:
+    """``lr, eps, weight_decay`` finite and >= 0; ``beta1, beta2`` in [0, 1)."""
+    for name, x in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
+        x = _real(name, x)
+        if not 0.0 <= x < math.inf:
+            raise ValueError(f"{name} must be finite and >= 0, got {x!r}")
+    for name, x in (("beta1", beta1), ("beta2", beta2)):
+        x = _real(name, x)
+        if not 0.0 <= x < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {x!r}")
+
+
+def check_flags(**flags) -> None:
+    """Switches must be real booleans, so that ``amsgrad="no"`` is not read as True."""
+    for name, x in flags.items():
+        if not isinstance(x, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {type(x).__name__} {x!r}")
+
+
+def check_adam(spec, p, g, m, v, t, lr, beta1, beta2, eps, weight_decay,
+               decoupled, amsgrad, v_max, maximize) -> None:
+    """All the checks of ``adam_step``; ``spec`` describes an array (numpy_spec/cuda_spec)."""
+    check_flags(decoupled=decoupled, amsgrad=amsgrad, maximize=maximize)
+    check_step_number(t)
+    check_hyperparameters(lr, beta1, beta2, eps, weight_decay)
+    arrays = [spec("p", p), spec("g", g), spec("m", m), spec("v", v)]
+    if amsgrad:
+        if v_max is None:
+            raise ValueError("amsgrad=True needs v_max, the running maximum of v "
+                             "(start it as zeros like v)")
+        arrays.append(spec("v_max", v_max))
+    elif v_max is not None:
+        raise ValueError("v_max was given but amsgrad=False; pass amsgrad=True to use it")
+    check_arrays(arrays, written=("p", "m", "v", "v_max"))
+
+
+def check_adamax(spec, p, g, m, u, t, lr, beta1, beta2, eps, weight_decay, maximize) -> None:
+    """All the checks of ``adamax_step``."""
+    check_flags(maximize=maximize)
+    check_step_number(t)
+    check_hyperparameters(lr, beta1, beta2, eps, weight_decay)
+    arrays = [spec("p", p), spec("g", g), spec("m", m), spec("u", u)]
+    check_arrays(arrays, written=("p", "m", "u"))

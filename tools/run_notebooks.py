@@ -1,0 +1,32 @@
+"""Execute notebooks in place, so they are stored with the outputs nbval checks.
+
+    python tools/run_notebooks.py book/*.ipynb
+
+Each notebook runs top to bottom in a fresh kernel of the current Python
+environment (the one with ``adamref`` installed), from its own folder, with a
+fixed hash seed so that every run gives the same outputs.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+
+def run(path: Path) -> float:
+    nb = nbformat.read(path, as_version=4)
+    os.environ["PYTHONHASHSEED"] = "0"
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    nbformat.write(nb, path)
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        print(f"{name}: {run(Path(name)):.1f} s", flush=True)
