@@ -22,24 +22,31 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class ArraySpec(NamedTuple):
-    """What the checks need to know about one array."""
+    """What the checks need to know about one array.
+
+    ``memory`` says where its bytes live: for a NumPy array, the array that
+    owns them (``None`` if no NumPy array does); for a device array, the
+    ``(address, nbytes)`` range.
+    """
 
     name: str
+    array: object
     shape: tuple
     dtype: np.dtype
     contiguous: bool
     writable: bool
-    address: int
-    nbytes: int
+    memory: object
 
 
 def numpy_spec(name: str, a) -> ArraySpec:
     """Describe a NumPy array; anything else is a ``TypeError``."""
-    if type(a) is not np.ndarray and not isinstance(a, np.ndarray):
+    if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     flags = a.flags
-    return ArraySpec(name, a.shape, a.dtype, flags.c_contiguous, flags.writeable,
-                     a.ctypes.data, a.nbytes)
+    owner = a if a.base is None else a.base
+    if not isinstance(owner, np.ndarray) or owner.base is not None:
+        owner = None                      # foreign memory (torch, buffers): compare bytes
+    return ArraySpec(name, a, a.shape, a.dtype, flags.c_contiguous, flags.writeable, owner)
 
 
 def cuda_spec(name: str, a) -> ArraySpec:
@@ -57,7 +64,17 @@ def cuda_spec(name: str, a) -> ArraySpec:
     strides = cai.get("strides")
     contiguous = strides is None or tuple(strides) == _c_strides(shape, dtype.itemsize)
     nbytes = math.prod(shape) * dtype.itemsize
-    return ArraySpec(name, shape, dtype, contiguous, not readonly, address, nbytes)
+    return ArraySpec(name, a, shape, dtype, contiguous, not readonly, (address, nbytes))
+
+
+def _overlap(a: ArraySpec, b: ArraySpec) -> bool:
+    """Whether two arrays may share bytes."""
+    if isinstance(a.memory, tuple):
+        (x, n), (y, _) = a.memory, b.memory
+        return n > 0 and abs(x - y) < n   # equal-sized ranges [x, x+n) and [y, y+n)
+    if a.memory is not None and b.memory is not None and a.memory is not b.memory:
+        return False                      # two different NumPy owners never overlap
+    return np.may_share_memory(a.array, b.array)
 
 
 def _c_strides(shape: tuple, itemsize: int) -> tuple:
@@ -89,18 +106,17 @@ def check_arrays(specs: list[ArraySpec], written: tuple[str, ...]) -> None:
             raise ValueError(f"{s.name} must be C-contiguous")
         if s.name in written and not s.writable:
             raise ValueError(f"{s.name} is read-only, but the step updates it in place")
-    nbytes = first.nbytes
-    if nbytes == 0:
-        return
     for i, a in enumerate(specs):
         for b in specs[i + 1:]:
-            if abs(a.address - b.address) < nbytes:
+            if _overlap(a, b):
                 raise ValueError(f"{a.name} and {b.name} share memory; "
                                  f"each array must be a separate buffer")
 
 
 def check_step_number(t) -> int:
     """``t`` is the 1-based step number: an integer >= 1."""
+    if type(t) is int and t >= 1:
+        return t
     if isinstance(t, (bool, np.bool_)):
         raise TypeError(f"t must be an integer step number (1 for the first step), got {t!r}")
     try:
@@ -114,6 +130,8 @@ def check_step_number(t) -> int:
 
 
 def _real(name: str, x) -> float:
+    if type(x) is float or type(x) is int:
+        return x
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, Real):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__} {x!r}")
     return float(x)
@@ -134,7 +152,7 @@ def check_hyperparameters(lr, beta1, beta2, eps, weight_decay) -> None:
 def check_flags(**flags) -> None:
     """Switches must be real booleans, so that ``amsgrad="no"`` is not read as True."""
     for name, x in flags.items():
-        if not isinstance(x, (bool, np.bool_)):
+        if x is not True and x is not False and not isinstance(x, np.bool_):
             raise TypeError(f"{name} must be True or False, got {type(x).__name__} {x!r}")
 
 

@@ -1,0 +1,130 @@
+"""Shared machinery for comparing an Adam implementation with torch.optim.
+
+The tolerance for float32 and float64 comparisons is derived, not guessed:
+an error-free computation of the same step on the same inputs is replaced
+by a float64 "shadow" run that also tracks, for every element, the size of
+the terms that were summed into it (``scale``).  Rounding in a correct
+implementation can move a value by at most a few units in the last place of
+that scale per step; a wrong formula moves it by far more.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+FLAGS = [dict(weight_decay=wd, decoupled=dec, amsgrad=ams, maximize=mx)
+         for wd, dec, ams, mx in itertools.product((0.0, 0.1), (False, True),
+                                                   (False, True), (False, True))
+         if wd or not dec]                      # decoupled matters only with weight decay
+
+
+def flag_id(flags: dict) -> str:
+    on = [k for k, v in flags.items() if v and k != "weight_decay"]
+    wd = f"wd={flags['weight_decay']}" if flags["weight_decay"] else "wd=0"
+    return "-".join([wd] + on) or "plain"
+
+
+def gradients(rng, n, steps, dtype, low=-6, high=6):
+    """``steps`` gradients whose magnitudes span 10**low .. 10**high, of both signs."""
+    mag = 10.0 ** rng.uniform(low, high, size=(steps, n))
+    return (rng.standard_normal((steps, n)) * mag).astype(dtype)
+
+
+def torch_adam(p0, grads, hyper, fused=False, adamax=False):
+    """Run torch.optim.Adam (or Adamax) from ``p0`` over ``grads``; return p, m, v[, v_max]."""
+    p = torch.tensor(p0, requires_grad=True)
+    h = dict(hyper)
+    lr, beta1, beta2 = h.pop("lr"), h.pop("beta1"), h.pop("beta2")
+    if adamax:
+        opt = torch.optim.Adamax([p], lr=lr, betas=(beta1, beta2), foreach=False, **h)
+    else:
+        decoupled = h.pop("decoupled", False)
+        kind = dict(fused=True) if fused else dict(foreach=False)
+        opt = torch.optim.Adam([p], lr=lr, betas=(beta1, beta2),
+                               decoupled_weight_decay=decoupled, **kind, **h)
+    for g in grads:
+        p.grad = torch.tensor(g)
+        opt.step()
+    state = opt.state[p]
+    out = {"p": p.detach().numpy().copy()}
+    names = {"exp_avg": "m", "exp_avg_sq": "v", "max_exp_avg_sq": "v_max", "exp_inf": "u"}
+    for key, name in names.items():
+        if key in state:
+            out[name] = state[key].numpy().copy()
+    return out
+
+
+def run_step(step, p0, grads, hyper, amsgrad_key="v_max", adamax=False):
+    """Run one of our ``adam_step``/``adamax_step`` from zero state; return the arrays."""
+    p = p0.copy()
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    h = dict(hyper)
+    if h.get("amsgrad"):
+        h["v_max"] = np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        step(p, g, m, v, t, **h)
+    out = {"p": p, "m": m, ("u" if adamax else "v"): v}
+    if "v_max" in h:
+        out["v_max"] = h["v_max"]
+    return out
+
+
+def shadow_scales(p0, grads, hyper, adamax=False):
+    """Per-element magnitudes of the terms each result was built from (float64).
+
+    ``m`` is an average of gradients, so its scale is the same average of
+    ``|g|``; ``v`` (and ``v_max``, ``u``) sum positive terms, so their scale is
+    the value itself; ``p`` moves by ``lr/bc1 * m/denom`` each step, so its scale
+    is ``|p0|`` plus the sum of ``lr/bc1 * scale(m)/denom`` (plus weight decay).
+    """
+    lr, beta1, beta2 = hyper["lr"], hyper["beta1"], hyper["beta2"]
+    eps, wd = hyper.get("eps", 1e-8), hyper.get("weight_decay", 0.0)
+    decoupled = hyper.get("decoupled", False)
+    p = p0.astype(np.float64)
+    m = np.zeros_like(p); m_abs = np.zeros_like(p); v = np.zeros_like(p)
+    v_max = np.zeros_like(p)
+    p_scale = np.abs(p)
+    for t, g in enumerate(grads, start=1):
+        g = g.astype(np.float64) * (-1 if hyper.get("maximize") else 1)
+        if wd and decoupled:
+            p_scale += lr * wd * np.abs(p)
+            p = p * (1 - lr * wd)
+        elif wd:
+            g = g + wd * p
+        m = beta1 * m + (1 - beta1) * g
+        m_abs = beta1 * m_abs + (1 - beta1) * np.abs(g)
+        if adamax:
+            v = np.maximum(beta2 * v, np.abs(g) + eps)
+            denom = v
+        else:
+            v = beta2 * v + (1 - beta2) * g * g
+            v_max = np.maximum(v_max, v)
+            denom = np.sqrt(v_max if hyper.get("amsgrad") else v) / np.sqrt(1 - beta2 ** t) + eps
+        step = lr / (1 - beta1 ** t) / denom
+        p = p - step * m
+        p_scale += step * m_abs
+    scales = {"p": p_scale, "m": m_abs, ("u" if adamax else "v"): v}
+    if hyper.get("amsgrad"):
+        scales["v_max"] = v_max
+    return scales
+
+
+def assert_close_in_ulps(ours, theirs, scales, ulps, dtype):
+    """Each array agrees to ``ulps`` units of roundoff of its element's scale."""
+    unit = np.finfo(dtype).eps
+    for name, scale in scales.items():
+        a, b = ours[name], theirs[name]
+        assert a.dtype == b.dtype == np.dtype(dtype), name
+        same_nan = np.isnan(a) == np.isnan(b)
+        assert same_nan.all(), f"{name}: NaN in different places"
+        ok = np.isnan(a) | (a == b) | (np.abs(a.astype(np.float64) - b) <= ulps * unit * scale)
+        if not ok.all():
+            i = np.flatnonzero(~ok.ravel())[0]
+            raise AssertionError(
+                f"{name}[{i}]: ours {a.ravel()[i]!r}, torch {b.ravel()[i]!r}, differ by "
+                f"{abs(float(a.ravel()[i]) - float(b.ravel()[i])):.3g} > {ulps} ulps of scale "
+                f"{scale.ravel()[i]:.3g} ({(~ok).sum()} of {ok.size} elements)")

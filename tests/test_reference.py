@@ -1,0 +1,179 @@
+"""The NumPy reference against torch.optim.Adam, AdamW and Adamax."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adamref import reference
+from parity import (FLAGS, assert_close_in_ulps, flag_id, gradients, run_step,
+                    shadow_scales, torch_adam)
+
+DEFAULT = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
+
+# (hyperparameters, how many ulps of each element's scale a correct step may drift per step)
+EXTREMES = {
+    "defaults": dict(DEFAULT),
+    "large-lr": dict(DEFAULT, lr=3.0),
+    "beta1=0": dict(DEFAULT, beta1=0.0),
+    "beta2-near-1": dict(DEFAULT, beta2=1 - 1e-7),
+    "small-betas": dict(DEFAULT, beta1=0.3, beta2=0.4),
+    "tiny-eps": dict(DEFAULT, eps=1e-30),
+    "large-eps": dict(DEFAULT, eps=10.0),
+    "eps=0": dict(DEFAULT, eps=0.0),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("flags", FLAGS, ids=flag_id)
+def test_adam_matches_torch_for_every_flag(dtype, flags):
+    rng = np.random.default_rng(1)
+    n, steps = 517, 40
+    p0 = rng.standard_normal(n).astype(dtype)
+    grads = gradients(rng, n, steps, dtype)
+    hyper = dict(DEFAULT, lr=1e-2, **flags)
+    ours = run_step(reference.adam_step, p0, grads, hyper)
+    theirs = torch_adam(p0, grads, hyper)
+    assert set(ours) == set(theirs)
+    assert_close_in_ulps(ours, theirs, shadow_scales(p0, grads, hyper), 2 * steps, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", EXTREMES, ids=str)
+def test_adam_matches_torch_at_extreme_hyperparameters(dtype, case):
+    rng = np.random.default_rng(2)
+    n, steps = 300, 25
+    p0 = rng.standard_normal(n).astype(dtype)
+    grads = gradients(rng, n, steps, dtype)
+    hyper = dict(EXTREMES[case], weight_decay=0.01, amsgrad=True)
+    ours = run_step(reference.adam_step, p0, grads, hyper)
+    theirs = torch_adam(p0, grads, hyper)
+    assert_close_in_ulps(ours, theirs, shadow_scales(p0, grads, hyper), 2 * steps, dtype)
+
+
+def test_float64_agrees_with_torch_to_1e_11_relative():
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal(1000)
+    grads = gradients(rng, 1000, 200, np.float64, low=-8, high=8)
+    for flags in FLAGS:
+        hyper = dict(DEFAULT, **flags)
+        ours = run_step(reference.adam_step, p0, grads, hyper)
+        theirs = torch_adam(p0, grads, hyper)
+        scales = shadow_scales(p0, grads, hyper)
+        for name in ours:
+            err = np.abs(ours[name] - theirs[name]) / scales[name]
+            assert np.nanmax(err) < 1e-11, (flag_id(flags), name, np.nanmax(err))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("flags", [dict(weight_decay=0.0, maximize=False),
+                                   dict(weight_decay=0.1, maximize=False),
+                                   dict(weight_decay=0.0, maximize=True)], ids=str)
+def test_adamax_matches_torch(dtype, flags):
+    rng = np.random.default_rng(4)
+    n, steps = 333, 40
+    p0 = rng.standard_normal(n).astype(dtype)
+    grads = gradients(rng, n, steps, dtype)
+    hyper = dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, **flags)
+    ours = run_step(reference.adamax_step, p0, grads, hyper, adamax=True)
+    theirs = torch_adam(p0, grads, hyper, adamax=True)
+    assert_close_in_ulps(ours, theirs, shadow_scales(p0, grads, hyper, adamax=True),
+                         2 * steps, dtype)
+
+
+def test_a_wrong_formula_is_caught():
+    """The tolerance is tight enough to see eps in the wrong place (TensorFlow's form)."""
+    rng = np.random.default_rng(5)
+    p0 = rng.standard_normal(200).astype(np.float32)
+    grads = gradients(rng, 200, 10, np.float32, low=-9, high=-7)
+    hyper = dict(DEFAULT)
+    theirs = torch_adam(p0, grads, hyper)
+    wrong = run_step(reference.adam_step, p0, grads, dict(hyper, eps=1e-8 * (1 - 0.999) ** 0.5))
+    with pytest.raises(AssertionError):
+        assert_close_in_ulps(wrong, theirs, shadow_scales(p0, grads, hyper), 20, np.float32)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_and_inf_gradients_stay_in_their_element(dtype):
+    rng = np.random.default_rng(6)
+    n = 64
+    p0 = rng.standard_normal(n).astype(dtype)
+    grads = gradients(rng, n, 5, dtype, low=-2, high=2)
+    grads[2, 3], grads[2, 10], grads[3, 20] = np.nan, np.inf, -np.inf
+    hyper = dict(DEFAULT, amsgrad=True, weight_decay=0.01)
+    ours = run_step(reference.adam_step, p0, grads, hyper)
+    theirs = torch_adam(p0, grads, hyper)
+    bad = np.zeros(n, bool)
+    bad[[3, 10, 20]] = True
+    for name in ours:
+        np.testing.assert_array_equal(np.isfinite(ours[name]), np.isfinite(theirs[name]), err_msg=name)
+        assert np.isfinite(ours[name][~bad]).all(), name
+    assert not np.isfinite(ours["p"][bad]).any()
+    clean = run_step(reference.adam_step, p0[~bad], np.ascontiguousarray(grads[:, ~bad]), hyper)
+    for name in ours:
+        np.testing.assert_array_equal(ours[name][~bad], clean[name], err_msg=name)
+
+
+def test_any_shape_works_elementwise():
+    rng = np.random.default_rng(7)
+    p0 = rng.standard_normal((3, 4, 5))
+    grads = gradients(rng, 60, 3, np.float64).reshape(3, 3, 4, 5)
+    flat = run_step(reference.adam_step, p0.ravel(), grads.reshape(3, -1), dict(DEFAULT))
+    shaped = run_step(reference.adam_step, p0, grads, dict(DEFAULT))
+    for name in flat:
+        assert shaped[name].shape == (3, 4, 5)
+        np.testing.assert_array_equal(shaped[name].ravel(), flat[name])
+
+
+def test_zero_size_arrays_are_a_no_op():
+    z = np.zeros(0, np.float32)
+    reference.adam_step(z, z.copy(), z.copy(), z.copy(), 1)
+    reference.adamax_step(z, z.copy(), z.copy(), z.copy(), 1)
+
+
+def test_read_only_gradient_is_accepted_and_not_written():
+    p, m, v = np.ones(8), np.zeros(8), np.zeros(8)
+    g = np.full(8, 0.5)
+    g.flags.writeable = False
+    reference.adam_step(p, g, m, v, 1, maximize=True, weight_decay=0.1)
+    assert (g == 0.5).all()
+    assert (p > 1).all()
+
+
+hyper_st = st.fixed_dictionaries({
+    "lr": st.floats(0, 1),
+    "beta1": st.floats(0, 0.999),
+    "beta2": st.floats(0, 0.99999),
+    "eps": st.sampled_from([0.0, 1e-12, 1e-8, 1e-3, 1.0]),
+    "weight_decay": st.sampled_from([0.0, 1e-4, 0.5]),
+    "decoupled": st.booleans(),
+    "amsgrad": st.booleans(),
+    "maximize": st.booleans(),
+})
+
+
+@settings(max_examples=60, deadline=None)
+@given(hyper=hyper_st, n=st.integers(1, 40), steps=st.integers(1, 6), seed=st.integers(0, 2**32 - 1),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_property_random_hyperparameters_match_torch(hyper, n, steps, seed, dtype):
+    rng = np.random.default_rng(seed)
+    p0 = rng.standard_normal(n).astype(dtype)
+    grads = gradients(rng, n, steps, dtype, low=-4, high=4)
+    ours = run_step(reference.adam_step, p0, grads, hyper)
+    theirs = torch_adam(p0, grads, hyper)
+    assert_close_in_ulps(ours, theirs, shadow_scales(p0, grads, hyper), 4 * steps + 8, dtype)
+
+
+@settings(max_examples=30, deadline=None)
+@given(c=st.floats(1e-3, 1e3), seed=st.integers(0, 2**32 - 1))
+def test_property_update_is_invariant_to_gradient_scale_when_eps_is_zero(c, seed):
+    """Without eps, m/sqrt(v) does not change when every gradient is multiplied by c > 0."""
+    rng = np.random.default_rng(seed)
+    p0 = rng.standard_normal(16)
+    grads = gradients(rng, 16, 5, np.float64, low=-2, high=2)
+    hyper = dict(DEFAULT, eps=0.0)
+    a = run_step(reference.adam_step, p0, grads, hyper)
+    b = run_step(reference.adam_step, p0, c * grads, hyper)
+    np.testing.assert_allclose(b["p"], a["p"], rtol=1e-12, atol=1e-12)
