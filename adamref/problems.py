@@ -131,3 +131,86 @@ def minimize(problem, optimizer, x0: np.ndarray, steps: int, seed: int = 0) -> n
         optimizer.step(x, problem.grad(x, rng))
         path.append(x.copy())
     return np.array(path)
+
+
+@dataclass
+class DoubleWell:
+    """``f(x) = sum_i (x_i^2 - 1)^2 + tilt * x_i``: in each coordinate, two valleys.
+
+    For a small positive ``tilt`` the valley near ``x = -1`` is the global
+    minimum and the one near ``x = +1`` a local minimum, higher by about
+    ``2 * tilt``; a barrier near ``x = 0`` separates them.  A one-dimensional
+    stand-in for "local optima": which valley an optimizer ends in says
+    whether it looks beyond its neighbourhood.
+    """
+
+    tilt: float = 0.3
+
+    def loss(self, x: np.ndarray) -> float:
+        x = np.asarray(x, dtype=float)
+        return float(np.sum((x * x - 1) ** 2 + self.tilt * x))
+
+    def grad(self, x: np.ndarray, rng=None) -> np.ndarray:
+        return 4 * x * (x * x - 1) + self.tilt
+
+    @property
+    def minima(self) -> tuple[float, float]:
+        """The two minimisers of one coordinate, ``(global, local)``."""
+        roots = np.sort(np.roots([4.0, 0.0, -4.0, self.tilt]).real)
+        return float(roots[0]), float(roots[2])
+
+
+@dataclass
+class Scaled:
+    """``problem`` with its loss (and so every gradient) multiplied by ``factor``.
+
+    Adam's update is unchanged when the gradients are multiplied by a positive
+    constant, as long as they stay well above ``eps``; scaling a problem down
+    shows where that invariance ends.
+    """
+
+    problem: object
+    factor: float
+
+    def loss(self, x: np.ndarray) -> float:
+        return self.factor * self.problem.loss(x)
+
+    def grad(self, x: np.ndarray, rng: np.random.Generator = None) -> np.ndarray:
+        return self.factor * self.problem.grad(x, rng)
+
+
+@dataclass
+class DiagonalQuadratic:
+    """Independent 1-D quadratics ``f(x) = 1/2 sum_i h_i (x_i - x_star_i)^2``, vectorised.
+
+    The Hessian is ``diag(h)``, so every coordinate is its own problem with
+    curvature ``h_i``; with ``sigma > 0`` each gradient coordinate carries
+    independent Gaussian noise of standard deviation ``sigma``, as in
+    :class:`NoisyQuadratic`.  ``x`` may carry leading batch axes (shape
+    ``(..., n)`` with ``h`` of shape ``(n,)``): a batch of ``K`` rows is ``K``
+    independent runs, which makes Monte Carlo checks one array operation
+    per step.  ``loss`` then returns one value per row.
+    """
+
+    h: np.ndarray
+    sigma: float = 0.0
+    x_star: np.ndarray = None
+
+    def __post_init__(self):
+        self.h = np.atleast_1d(np.asarray(self.h, dtype=float))
+        self.x_star = np.zeros_like(self.h) if self.x_star is None else np.asarray(self.x_star, dtype=float)
+
+    @property
+    def kappa(self) -> float:
+        """Condition number: largest over smallest curvature."""
+        return float(self.h.max() / self.h.min())
+
+    def loss(self, x: np.ndarray):
+        d = x - self.x_star
+        return 0.5 * np.sum(self.h * d * d, axis=-1)
+
+    def grad(self, x: np.ndarray, rng: np.random.Generator = None) -> np.ndarray:
+        g = self.h * (x - self.x_star)
+        if self.sigma:
+            g = g + self.sigma * rng.standard_normal(np.shape(x))
+        return g
