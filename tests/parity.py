@@ -76,40 +76,49 @@ def run_step(step, p0, grads, hyper, amsgrad_key="v_max", adamax=False):
 def shadow_scales(p0, grads, hyper, adamax=False):
     """Per-element magnitudes of the terms each result was built from (float64).
 
-    ``m`` is an average of gradients, so its scale is the same average of
-    ``|g|``; ``v`` (and ``v_max``, ``u``) sum positive terms, so their scale is
-    the value itself; ``p`` moves by ``lr/bc1 * m/denom`` each step, so its scale
+    The gradient that enters the moments is ``g`` plus ``wd * p`` for L2
+    decay; where the two nearly cancel, their rounding is what counts, so its
+    scale is ``a = |g| + wd |p|``.  ``m`` averages gradients, so its scale is
+    the same average of ``a``; ``v`` averages squares, so its scale is that
+    average of ``a^2`` (``v`` itself without L2), and ``v_max``'s the running
+    maximum of it; ``p`` moves by ``lr/bc1 * m/denom`` each step, so its scale
     is ``|p0|`` plus the sum of ``lr/bc1 * scale(m)/denom`` (plus weight decay).
     """
     lr, beta1, beta2 = hyper["lr"], hyper["beta1"], hyper["beta2"]
     eps, wd = hyper.get("eps", 1e-8), hyper.get("weight_decay", 0.0)
     decoupled = hyper.get("decoupled", False)
     p = p0.astype(np.float64)
-    m = np.zeros_like(p); m_abs = np.zeros_like(p); v = np.zeros_like(p)
-    v_max = np.zeros_like(p)
+    m = np.zeros_like(p); m_abs = np.zeros_like(p)
+    v = np.zeros_like(p); v_abs = np.zeros_like(p)
+    v_max = np.zeros_like(p); v_max_abs = np.zeros_like(p)
     p_scale = np.abs(p)
     for t, g in enumerate(grads, start=1):
         g = g.astype(np.float64) * (-1 if hyper.get("maximize") else 1)
+        a = np.abs(g)
         if wd and decoupled:
             p_scale += lr * wd * np.abs(p)
             p = p * (1 - lr * wd)
         elif wd:
+            a = a + wd * np.abs(p)
             g = g + wd * p
         m = beta1 * m + (1 - beta1) * g
-        m_abs = beta1 * m_abs + (1 - beta1) * np.abs(g)
+        m_abs = beta1 * m_abs + (1 - beta1) * a
         if adamax:
             v = np.maximum(beta2 * v, np.abs(g) + eps)
+            v_abs = np.maximum(beta2 * v_abs, a + eps)
             denom = v
         else:
             v = beta2 * v + (1 - beta2) * g * g
+            v_abs = beta2 * v_abs + (1 - beta2) * a * a
             v_max = np.maximum(v_max, v)
+            v_max_abs = np.maximum(v_max_abs, v_abs)
             denom = np.sqrt(v_max if hyper.get("amsgrad") else v) / np.sqrt(1 - beta2 ** t) + eps
         step = lr / (1 - beta1 ** t) / denom
         p = p - step * m
         p_scale += step * m_abs
-    scales = {"p": p_scale, "m": m_abs, ("u" if adamax else "v"): v}
+    scales = {"p": p_scale, "m": m_abs, ("u" if adamax else "v"): v_abs}
     if hyper.get("amsgrad"):
-        scales["v_max"] = v_max
+        scales["v_max"] = v_max_abs
     return scales
 
 
