@@ -14,6 +14,35 @@ import itertools
 
 import numpy as np
 import torch
+from hypothesis import strategies as st
+
+DEFAULT = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
+
+#: Hyperparameters at the edges of their ranges, each with PyTorch's defaults otherwise.
+EXTREMES = {
+    "defaults": dict(DEFAULT),
+    "large-lr": dict(DEFAULT, lr=3.0),
+    "beta1=0": dict(DEFAULT, beta1=0.0),
+    "beta1=0.3": dict(DEFAULT, beta1=0.3),         # lerp weight >= 1/2: torch's other branch
+    "beta2-near-1": dict(DEFAULT, beta2=1 - 1e-7),
+    "beta2=0": dict(DEFAULT, beta2=0.0),
+    "small-betas": dict(DEFAULT, beta1=0.3, beta2=0.4),
+    "tiny-eps": dict(DEFAULT, eps=1e-30),
+    "large-eps": dict(DEFAULT, eps=10.0),
+    "eps=0": dict(DEFAULT, eps=0.0),
+}
+
+#: Any valid set of Adam hyperparameters, for property tests.
+HYPER = st.fixed_dictionaries({
+    "lr": st.floats(0, 2),
+    "beta1": st.floats(0, 0.999),
+    "beta2": st.floats(0, 0.99999),
+    "eps": st.sampled_from([0.0, 1e-12, 1e-8, 1e-3, 1.0]),
+    "weight_decay": st.sampled_from([0.0, 1e-4, 0.5]),
+    "decoupled": st.booleans(),
+    "amsgrad": st.booleans(),
+    "maximize": st.booleans(),
+})
 
 FLAGS = [dict(weight_decay=wd, decoupled=dec, amsgrad=ams, maximize=mx)
          for wd, dec, ams, mx in itertools.product((0.0, 0.1), (False, True),

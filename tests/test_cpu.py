@@ -24,25 +24,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adamref import cpu, reference
-from parity import (FLAGS, assert_close_in_ulps, flag_id, gradients, run_step,
-                    shadow_scales, torch_adam)
+from parity import (DEFAULT, EXTREMES, FLAGS, HYPER, assert_close_in_ulps, flag_id,
+                    gradients, run_step, shadow_scales, torch_adam)
 
-DEFAULT = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
 DTYPES = [np.float32, np.float64]
 SIMD_SIZES = [16, 1024, 3 * 2**14]                 # multiples of torch's vector width
 OTHER_SIZES = [1, 7, 1000, 4096 + 13] + [80 + r for r in range(1, 16)]  # every n mod 16
 TAIL_MEASURED = torch.backends.cpu.get_cpu_capability() == "AVX512"
-
-EXTREMES = {
-    "large-lr": dict(DEFAULT, lr=3.0),
-    "beta1=0": dict(DEFAULT, beta1=0.0),
-    "beta1=0.3": dict(DEFAULT, beta1=0.3),         # lerp weight >= 1/2: the other branch
-    "beta2-near-1": dict(DEFAULT, beta2=1 - 1e-7),
-    "beta2=0": dict(DEFAULT, beta2=0.0),
-    "tiny-eps": dict(DEFAULT, eps=1e-30),
-    "large-eps": dict(DEFAULT, eps=10.0),
-    "eps=0": dict(DEFAULT, eps=0.0),
-}
 
 
 def bits(a):
@@ -152,20 +140,8 @@ def test_adamax_matches_reference_within_rounding():
     assert_close_in_ulps(ours, ref, shadow_scales(p0, grads, hyper, adamax=True), 40, np.float32)
 
 
-hyper_st = st.fixed_dictionaries({
-    "lr": st.floats(0, 2),
-    "beta1": st.floats(0, 0.999),
-    "beta2": st.floats(0, 0.99999),
-    "eps": st.sampled_from([0.0, 1e-12, 1e-8, 1e-3, 1.0]),
-    "weight_decay": st.sampled_from([0.0, 1e-4, 0.5]),
-    "decoupled": st.booleans(),
-    "amsgrad": st.booleans(),
-    "maximize": st.booleans(),
-})
-
-
 @settings(max_examples=40, deadline=None)
-@given(hyper=hyper_st, n=st.integers(0, 70), steps=st.integers(1, 5),
+@given(hyper=HYPER, n=st.integers(0, 70), steps=st.integers(1, 5),
        seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(DTYPES))
 def test_property_random_sizes_and_hyperparameters(hyper, n, steps, seed, dtype):
     """Bitwise torch fused, and the reference within rounding, for anything valid.

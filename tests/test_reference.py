@@ -2,27 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from adamref import reference
-from parity import (FLAGS, assert_close_in_ulps, flag_id, gradients, run_step,
-                    shadow_scales, torch_adam)
-
-DEFAULT = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
-
-# (hyperparameters, how many ulps of each element's scale a correct step may drift per step)
-EXTREMES = {
-    "defaults": dict(DEFAULT),
-    "large-lr": dict(DEFAULT, lr=3.0),
-    "beta1=0": dict(DEFAULT, beta1=0.0),
-    "beta2-near-1": dict(DEFAULT, beta2=1 - 1e-7),
-    "small-betas": dict(DEFAULT, beta1=0.3, beta2=0.4),
-    "tiny-eps": dict(DEFAULT, eps=1e-30),
-    "large-eps": dict(DEFAULT, eps=10.0),
-    "eps=0": dict(DEFAULT, eps=0.0),
-}
+from parity import (DEFAULT, EXTREMES, FLAGS, HYPER, assert_close_in_ulps, flag_id,
+                    gradients, run_step, shadow_scales, torch_adam)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -142,22 +127,10 @@ def test_read_only_gradient_is_accepted_and_not_written():
     assert (p > 1).all()
 
 
-hyper_st = st.fixed_dictionaries({
-    "lr": st.floats(0, 1),
-    "beta1": st.floats(0, 0.999),
-    "beta2": st.floats(0, 0.99999),
-    "eps": st.sampled_from([0.0, 1e-12, 1e-8, 1e-3, 1.0]),
-    "weight_decay": st.sampled_from([0.0, 1e-4, 0.5]),
-    "decoupled": st.booleans(),
-    "amsgrad": st.booleans(),
-    "maximize": st.booleans(),
-})
-
-
 @settings(max_examples=60, deadline=None)
 @example(hyper=dict(lr=1.125, beta1=0.25, beta2=0.0, eps=0.0, weight_decay=1e-4, decoupled=False,
                     amsgrad=True, maximize=False), n=56, steps=4, seed=1, dtype=np.float32)
-@given(hyper=hyper_st, n=st.integers(1, 40), steps=st.integers(1, 6), seed=st.integers(0, 2**32 - 1),
+@given(hyper=HYPER, n=st.integers(1, 40), steps=st.integers(1, 6), seed=st.integers(0, 2**32 - 1),
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_property_random_hyperparameters_match_torch(hyper, n, steps, seed, dtype):
     rng = np.random.default_rng(seed)
