@@ -13,7 +13,23 @@ Three backends share one API (see :mod:`adamref.reference`)::
   ``torch.optim.Adam(fused=True)`` on float32;
 - :mod:`adamref.cuda`: Numba CUDA kernels for arrays on the GPU.
 
-Backends are imported on first use, so ``import adamref`` stays cheap.
+Backends are imported on first use (``adamref.cpu`` after a plain
+``import adamref`` works), so ``import adamref`` stays cheap.
 """
 
+import importlib
+
 __version__ = "0.1.0"
+
+_SUBMODULES = ("reference", "cpu", "cuda", "optimizers", "problems", "ema", "moments",
+               "conventions", "plotting", "bench")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"adamref.{name}")
+    raise AttributeError(f"module 'adamref' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES))
