@@ -385,3 +385,47 @@ def test_kernels_are_cached_on_disk_for_the_next_process(tmp_path):
     assert (runs[1]["misses"], runs[1]["hits"]) == (0, 1)      # loaded, not compiled
     assert list(tmp_path.rglob("*.nbi")) and list(tmp_path.rglob("*.nbc"))
     assert runs[1]["first"] < runs[0]["first"]
+
+
+# ---------------------------------------------------------------- division by sqrt(1 - beta2^t)
+@numba.njit(parallel=True)
+def _divide_all(x, c, r, out):
+    for i in numba.prange(x.size):
+        out[i] = cpu._divide(x[i], c, r)
+
+
+def _bias_divisors(dtype):
+    """sqrt(1 - beta2^t) as the kernels see it, for common beta2 and many t, and random ones."""
+    T = np.dtype(dtype).type
+    cs = {T(np.sqrt(1 - b ** t)) for b in (0.9, 0.99, 0.999, 0.9999, 1 - 1e-7) for t in
+          (1, 2, 3, 5, 10, 100, 1000, 10_000, 100_000)}
+    cs |= set(np.random.default_rng(12).uniform(1e-4, 1, 12).astype(dtype))
+    return sorted(cs)
+
+
+def test_divide_by_constant_is_correctly_rounded_for_every_float32_mantissa():
+    """``_divide`` equals ``x / c`` for all 2^23 mantissas of x (exponents only scale).
+
+    sqrt(v) is never subnormal and x / c with c in (1e-4, 1] cannot overflow,
+    so [1, 2) covers every x the kernel divides, for each divisor tried.
+    """
+    x = (np.arange(2**23, dtype=np.uint32) | np.uint32(127 << 23)).view(np.float32)
+    out = np.empty_like(x)
+    for c in _bias_divisors(np.float32):
+        _divide_all(x, c, np.float32(1) / c, out)
+        exact = x / c
+        bad = np.flatnonzero(out != exact)
+        assert bad.size == 0, f"c={c!r}: x={x[bad[0]]!r} gives {out[bad[0]]!r}, not {exact[bad[0]]!r}"
+
+
+def test_divide_by_constant_float64_and_special_values():
+    rng = np.random.default_rng(13)
+    x = np.concatenate([rng.uniform(1, 2, 2_000_000), 10.0 ** rng.uniform(-150, 150, 1_000_000)])
+    out = np.empty_like(x)
+    for c in _bias_divisors(np.float64):
+        _divide_all(x, c, 1.0 / c, out)
+        np.testing.assert_array_equal(out, x / c)
+    special = np.array([0.0, np.inf, np.nan], np.float32)
+    out = np.empty_like(special)
+    _divide_all(special, np.float32(0.03), np.float32(1) / np.float32(0.03), out)
+    np.testing.assert_array_equal(out, special / np.float32(0.03))
