@@ -62,6 +62,13 @@ def gradients(rng, n, steps, dtype, low=-6, high=6):
     return (rng.standard_normal((steps, n)) * mag).astype(dtype)
 
 
+def start(seed, n, steps, dtype, low=-6, high=6):
+    """A seeded test case: ``p0`` standard normal, then :func:`gradients` from the same stream."""
+    rng = np.random.default_rng(seed)
+    p0 = rng.standard_normal(n).astype(dtype)
+    return p0, gradients(rng, n, steps, dtype, low, high)
+
+
 def torch_adam(p0, grads, hyper, fused=False, adamax=False):
     """Run torch.optim.Adam (or Adamax) from ``p0`` over ``grads``; return p, m, v[, v_max]."""
     p = torch.tensor(p0, requires_grad=True)

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from adamref import cpu, reference
 from parity import (DEFAULT, EXTREMES, FLAGS, HYPER, assert_close_in_ulps, flag_id,
-                    gradients, run_step, shadow_scales, torch_adam)
+                    gradients, run_step, shadow_scales, start, torch_adam)
 
 DTYPES = [np.float32, np.float64]
 SIMD_SIZES = [16, 1024, 3 * 2**14]                 # multiples of torch's vector width
@@ -53,9 +53,7 @@ def assert_bitwise(ours, theirs, exact_tail=True):
 
 
 def run_both(n, steps, dtype, hyper, seed=0, low=-6, high=6, adamax=False):
-    rng = np.random.default_rng(seed)
-    p0 = rng.standard_normal(n).astype(dtype)
-    grads = gradients(rng, n, steps, dtype, low=low, high=high)
+    p0, grads = start(seed, n, steps, dtype, low=low, high=high)
     step = cpu.adamax_step if adamax else cpu.adam_step
     ours = run_step(step, p0, grads, hyper, adamax=adamax)
     theirs = torch_adam(p0, grads, hyper, fused=not adamax, adamax=adamax)
@@ -120,10 +118,8 @@ def test_adamax_bitwise_torch(dtype, flags):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("flags", FLAGS, ids=flag_id)
 def test_matches_reference_within_rounding(dtype, flags):
-    rng = np.random.default_rng(11)
     n, steps = 517, 30
-    p0 = rng.standard_normal(n).astype(dtype)
-    grads = gradients(rng, n, steps, dtype)
+    p0, grads = start(11, n, steps, dtype)
     hyper = dict(DEFAULT, lr=1e-2, **flags)
     ours = run_step(cpu.adam_step, p0, grads, hyper)
     ref = run_step(reference.adam_step, p0, grads, hyper)
@@ -131,9 +127,7 @@ def test_matches_reference_within_rounding(dtype, flags):
 
 
 def test_adamax_matches_reference_within_rounding():
-    rng = np.random.default_rng(12)
-    p0 = rng.standard_normal(300).astype(np.float32)
-    grads = gradients(rng, 300, 20, np.float32)
+    p0, grads = start(12, 300, 20, np.float32)
     hyper = dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, maximize=True)
     ours = run_step(cpu.adamax_step, p0, grads, hyper, adamax=True)
     ref = run_step(reference.adamax_step, p0, grads, hyper, adamax=True)
@@ -150,9 +144,7 @@ def test_property_random_sizes_and_hyperparameters(hyper, n, steps, seed, dtype)
     where PyTorch (and so this kernel) uses one fma; ``shadow_scales`` scales
     ``v`` by ``(|g| + wd |p|)^2``, which allows for that where ``g + wd p`` cancels.
     """
-    rng = np.random.default_rng(seed)
-    p0 = rng.standard_normal(n).astype(dtype)
-    grads = gradients(rng, n, steps, dtype, low=-4, high=4)
+    p0, grads = start(seed, n, steps, dtype, low=-4, high=4)
     ours = run_step(cpu.adam_step, p0, grads, hyper)
     ref = run_step(reference.adam_step, p0, grads, hyper)
     assert_close_in_ulps(ours, ref, shadow_scales(p0, grads, hyper), 4 * steps + 8, dtype)
@@ -164,10 +156,8 @@ def test_property_random_sizes_and_hyperparameters(hyper, n, steps, seed, dtype)
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_nan_and_inf_gradients_stay_in_their_element(dtype):
-    rng = np.random.default_rng(6)
     n = 1000
-    p0 = rng.standard_normal(n).astype(dtype)
-    grads = gradients(rng, n, 5, dtype, low=-2, high=2)
+    p0, grads = start(6, n, 5, dtype, low=-2, high=2)
     grads[2, 3], grads[2, 500], grads[3, 998] = np.nan, np.inf, -np.inf
     hyper = dict(DEFAULT, amsgrad=True, weight_decay=0.01)
     ours = run_step(cpu.adam_step, p0, grads, hyper)
@@ -188,9 +178,7 @@ def test_nan_and_inf_gradients_stay_in_their_element(dtype):
 def test_nan_gradient_in_torch_scalar_tail_matches_torch(dtype):
     """In PyTorch's scalar tail ``std::max(v_max, NaN)`` keeps ``v_max``; elsewhere NaN wins."""
     n = 35                                        # 35 mod 8 = 35 mod 4 = 3 scalar-tail elements
-    rng = np.random.default_rng(10)
-    p0 = rng.standard_normal(n).astype(dtype)
-    grads = gradients(rng, n, 4, dtype, low=-2, high=2)
+    p0, grads = start(10, n, 4, dtype, low=-2, high=2)
     grads[1, [3, 20, 33]] = np.nan
     hyper = dict(DEFAULT, amsgrad=True)
     ours = run_step(cpu.adam_step, p0, grads, hyper)
@@ -250,9 +238,7 @@ def test_zero_size_arrays_are_a_no_op(shape):
 
 
 def test_numpy_scalar_hyperparameters_mean_their_value():
-    rng = np.random.default_rng(8)
-    p0 = rng.standard_normal(100).astype(np.float32)
-    grads = gradients(rng, 100, 4, np.float32)
+    p0, grads = start(8, 100, 4, np.float32)
     hyper = dict(lr=np.float32(1e-2), beta1=np.float32(0.9), beta2=np.float64(0.99),
                  eps=np.float32(1e-6), weight_decay=np.float16(0.1), maximize=np.bool_(True))
     as_float = {k: (float(x) if k != "maximize" else True) for k, x in hyper.items()}
@@ -341,10 +327,8 @@ def test_bad_input_raises_naming_the_argument_and_touches_nothing(case):
 
 # ---------------------------------------------------------------- threads and cache
 def test_thread_count_is_respected_and_does_not_change_results():
-    rng = np.random.default_rng(9)
     n = 200_003
-    p0 = rng.standard_normal(n).astype(np.float32)
-    grads = gradients(rng, n, 3, np.float32)
+    p0, grads = start(9, n, 3, np.float32)
     hyper = dict(DEFAULT, amsgrad=True, weight_decay=0.1)
     before = numba.get_num_threads()
     results = []

@@ -7,16 +7,14 @@ from hypothesis import strategies as st
 
 from adamref import reference
 from parity import (DEFAULT, EXTREMES, FLAGS, HYPER, assert_close_in_ulps, flag_id,
-                    gradients, run_step, shadow_scales, torch_adam)
+                    gradients, run_step, shadow_scales, start, torch_adam)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("flags", FLAGS, ids=flag_id)
 def test_adam_matches_torch_for_every_flag(dtype, flags):
-    rng = np.random.default_rng(1)
     n, steps = 517, 40
-    p0 = rng.standard_normal(n).astype(dtype)
-    grads = gradients(rng, n, steps, dtype)
+    p0, grads = start(1, n, steps, dtype)
     hyper = dict(DEFAULT, lr=1e-2, **flags)
     ours = run_step(reference.adam_step, p0, grads, hyper)
     theirs = torch_adam(p0, grads, hyper)
@@ -27,10 +25,8 @@ def test_adam_matches_torch_for_every_flag(dtype, flags):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", EXTREMES, ids=str)
 def test_adam_matches_torch_at_extreme_hyperparameters(dtype, case):
-    rng = np.random.default_rng(2)
     n, steps = 300, 25
-    p0 = rng.standard_normal(n).astype(dtype)
-    grads = gradients(rng, n, steps, dtype)
+    p0, grads = start(2, n, steps, dtype)
     hyper = dict(EXTREMES[case], weight_decay=0.01, amsgrad=True)
     ours = run_step(reference.adam_step, p0, grads, hyper)
     theirs = torch_adam(p0, grads, hyper)
@@ -38,9 +34,7 @@ def test_adam_matches_torch_at_extreme_hyperparameters(dtype, case):
 
 
 def test_float64_agrees_with_torch_to_1e_11_relative():
-    rng = np.random.default_rng(3)
-    p0 = rng.standard_normal(1000)
-    grads = gradients(rng, 1000, 200, np.float64, low=-8, high=8)
+    p0, grads = start(3, 1000, 200, np.float64, low=-8, high=8)
     for flags in FLAGS:
         hyper = dict(DEFAULT, **flags)
         ours = run_step(reference.adam_step, p0, grads, hyper)
@@ -56,10 +50,8 @@ def test_float64_agrees_with_torch_to_1e_11_relative():
                                    dict(weight_decay=0.1, maximize=False),
                                    dict(weight_decay=0.0, maximize=True)], ids=str)
 def test_adamax_matches_torch(dtype, flags):
-    rng = np.random.default_rng(4)
     n, steps = 333, 40
-    p0 = rng.standard_normal(n).astype(dtype)
-    grads = gradients(rng, n, steps, dtype)
+    p0, grads = start(4, n, steps, dtype)
     hyper = dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, **flags)
     ours = run_step(reference.adamax_step, p0, grads, hyper, adamax=True)
     theirs = torch_adam(p0, grads, hyper, adamax=True)
@@ -69,9 +61,7 @@ def test_adamax_matches_torch(dtype, flags):
 
 def test_a_wrong_formula_is_caught():
     """The tolerance is tight enough to see eps in the wrong place (TensorFlow's form)."""
-    rng = np.random.default_rng(5)
-    p0 = rng.standard_normal(200).astype(np.float32)
-    grads = gradients(rng, 200, 10, np.float32, low=-9, high=-7)
+    p0, grads = start(5, 200, 10, np.float32, low=-9, high=-7)
     hyper = dict(DEFAULT)
     theirs = torch_adam(p0, grads, hyper)
     wrong = run_step(reference.adam_step, p0, grads, dict(hyper, eps=1e-8 * (1 - 0.999) ** 0.5))
@@ -82,10 +72,8 @@ def test_a_wrong_formula_is_caught():
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_nan_and_inf_gradients_stay_in_their_element(dtype):
-    rng = np.random.default_rng(6)
     n = 64
-    p0 = rng.standard_normal(n).astype(dtype)
-    grads = gradients(rng, n, 5, dtype, low=-2, high=2)
+    p0, grads = start(6, n, 5, dtype, low=-2, high=2)
     grads[2, 3], grads[2, 10], grads[3, 20] = np.nan, np.inf, -np.inf
     hyper = dict(DEFAULT, amsgrad=True, weight_decay=0.01)
     ours = run_step(reference.adam_step, p0, grads, hyper)
@@ -133,9 +121,7 @@ def test_read_only_gradient_is_accepted_and_not_written():
 @given(hyper=HYPER, n=st.integers(1, 40), steps=st.integers(1, 6), seed=st.integers(0, 2**32 - 1),
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_property_random_hyperparameters_match_torch(hyper, n, steps, seed, dtype):
-    rng = np.random.default_rng(seed)
-    p0 = rng.standard_normal(n).astype(dtype)
-    grads = gradients(rng, n, steps, dtype, low=-4, high=4)
+    p0, grads = start(seed, n, steps, dtype, low=-4, high=4)
     ours = run_step(reference.adam_step, p0, grads, hyper)
     theirs = torch_adam(p0, grads, hyper)
     assert_close_in_ulps(ours, theirs, shadow_scales(p0, grads, hyper), 4 * steps + 8, dtype)
@@ -145,9 +131,7 @@ def test_property_random_hyperparameters_match_torch(hyper, n, steps, seed, dtyp
 @given(c=st.floats(1e-3, 1e3), seed=st.integers(0, 2**32 - 1))
 def test_property_update_is_invariant_to_gradient_scale_when_eps_is_zero(c, seed):
     """Without eps, m/sqrt(v) does not change when every gradient is multiplied by c > 0."""
-    rng = np.random.default_rng(seed)
-    p0 = rng.standard_normal(16)
-    grads = gradients(rng, 16, 5, np.float64, low=-2, high=2)
+    p0, grads = start(seed, 16, 5, np.float64, low=-2, high=2)
     hyper = dict(DEFAULT, eps=0.0)
     a = run_step(reference.adam_step, p0, grads, hyper)
     b = run_step(reference.adam_step, p0, c * grads, hyper)
