@@ -91,6 +91,20 @@ def state(rng, n, dtype, nonzero=False):
     return p, m, v, (v * rng.uniform(0.5, 1.5, n)).astype(dtype)
 
 
+def assert_matches_emulation(names, got, emulated):
+    """float32 results follow torch's CUDA expression order (the NumPy emulation).
+
+    To the bit under the simulator, whose fma the emulation copies; on a GPU the
+    emulation's double rounding may be an ulp off a true fma, very rarely.
+    """
+    for name, a, e in zip(names, got, emulated):
+        if SIM:
+            np.testing.assert_array_equal(a, e, err_msg=name)
+        else:
+            assert np.mean(a == e) > 0.999, name
+            assert_close(a, e, np.float32, rtol=1e-6, name=name)
+
+
 def assert_close(actual, expected, dtype, rtol=None, name=""):
     """|a - e| <= rtol |e| + rtol max|e|: relative, with an absolute floor for values near 0."""
     rtol = rtol or (F32_RTOL if dtype == np.float32 else F64_RTOL)
@@ -188,15 +202,7 @@ def test_adam_matches_reference(dtype, flags):
         assert a.dtype == dtype, name
         assert_close(a, r, dtype, name=name)
     if dtype == np.float32:
-        # torch's CUDA expression order, to the bit under the simulator (whose
-        # fma this emulation copies); on a GPU the emulation's double rounding
-        # may be an ulp off a true fma, very rarely.
-        for name, a, e in zip(names, got, emu):
-            if SIM:
-                np.testing.assert_array_equal(a, e, err_msg=name)
-            else:
-                assert np.mean(a == e) > 0.999, name
-                assert_close(a, e, dtype, rtol=1e-6, name=name)
+        assert_matches_emulation(names, got, emu)
 
 
 @needs_kernels
@@ -222,12 +228,7 @@ def test_adamax_matches_reference(dtype, maximize, weight_decay, beta1):
     for name, a, r in zip("pmu", got, ref):
         assert_close(a, r, dtype, rtol=1e-5 if dtype == np.float32 else None, name=name)
     if dtype == np.float32:
-        for name, a, e in zip("pmu", got, emu):
-            if SIM:
-                np.testing.assert_array_equal(a, e, err_msg=name)
-            else:
-                assert np.mean(a == e) > 0.999, name
-                assert_close(a, e, dtype, rtol=1e-6, name=name)
+        assert_matches_emulation("pmu", got, emu)
 
 
 @needs_kernels
