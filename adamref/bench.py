@@ -101,11 +101,16 @@ def _numpy_impl(step, p0, g, amsgrad):
     return lambda: step(p, g, m, v, t(), **kw)
 
 
+def _pieces(a, sizes):
+    """Consecutive views of ``a`` with lengths ``sizes`` (per-parameter views of a flat buffer)."""
+    bounds = np.cumsum([0, *sizes])
+    return [a[i:j] for i, j in zip(bounds[:-1], bounds[1:])]
+
+
 def _per_tensor_impl(step, p0, g, sizes, amsgrad):
     """``adam_step`` called once per parameter view of one flat buffer."""
     flat = _state(p0, amsgrad)
-    bounds = np.cumsum([0, *sizes])
-    views = [[a[i:j] for a in flat + [g]] for i, j in zip(bounds[:-1], bounds[1:])]
+    views = list(zip(*(_pieces(a, sizes) for a in flat + [g])))
     t = _Counter()
 
     def run():
@@ -142,9 +147,7 @@ def _implementations(torch, p0, g, amsgrad, sizes=None, with_reference=True):
     impls = {"adamref": _numpy_impl(cpu.adam_step, p0, g, amsgrad)}
     if sizes is not None:
         impls["adamref_per_tensor"] = _per_tensor_impl(cpu.adam_step, p0, g, sizes, amsgrad)
-        bounds = np.cumsum([0, *sizes])
-        p0s = [p0[i:j] for i, j in zip(bounds[:-1], bounds[1:])]
-        gs = [g[i:j] for i, j in zip(bounds[:-1], bounds[1:])]
+        p0s, gs = _pieces(p0, sizes), _pieces(g, sizes)
     else:
         p0s, gs = [p0], [g]
     impls["torch_fused"] = _torch_impl(torch, p0s, gs, amsgrad, fused=True)
