@@ -10,9 +10,11 @@ worked out once per call, outside the loop.
 
 Rounding follows ``torch.optim.Adam(fused=True)`` on the CPU
 (``aten/src/ATen/native/cpu/FusedAdamKernel.cpp``, checked against torch
-2.13's x86-64 AVX512 build), so float32 and float64 results are bit for bit
-PyTorch's, for every flag and size; Adamax is bit for bit
-``torch.optim.Adamax(foreach=False)``.  The vectorised loop rounds like
+2.13's x86-64 AVX512 and AVX2 builds, :data:`TORCH_BITWISE_BUILDS`), so there
+float32 and float64 results are bit for bit PyTorch's, for every flag and
+size; Adamax is bit for bit ``torch.optim.Adamax(foreach=False)``.  Torch's
+other builds (ARM, its non-SIMD kernel) round some operations otherwise: a
+few units of roundoff apart, not bit for bit.  The vectorised loop rounds like
 this (``fma(a, b, c) = a b + c`` rounded once; ``w = 1 - beta1``)::
 
     g  <- -g                              if maximize
@@ -55,7 +57,7 @@ from numba import njit, prange
 from adamref._checks import check_adam, check_adamax, numpy_spec
 from adamref._fma import fma
 
-__all__ = ["adam_step", "adamax_step", "TORCH_SCALAR_TAIL"]
+__all__ = ["adam_step", "adamax_step", "TORCH_SCALAR_TAIL", "TORCH_BITWISE_BUILDS"]
 
 #: How many trailing elements PyTorch 2.13's fused CPU Adam (AVX512 build of
 #: ``FusedAdamKernel.cpp``, compiled by GCC 13) sends through its scalar
@@ -65,6 +67,14 @@ __all__ = ["adam_step", "adamax_step", "TORCH_SCALAR_TAIL"]
 #: round like the main loop, and leaves the last ``n mod 8`` floats, ``n mod
 #: 4`` doubles, scalar).
 TORCH_SCALAR_TAIL = {np.dtype(np.float32): 8, np.dtype(np.float64): 4}
+
+#: The builds of torch 2.13's fused CPU Adam, as ``torch.backends.cpu.get_cpu_capability()``
+#: names them, whose results these kernels reproduce bit for bit, every element and every
+#: size included (measured on x86-64: AVX512 natively, AVX2 with
+#: ``ATEN_CPU_CAPABILITY=avx2``; both have the scalar tail above).  Other builds (ARM's,
+#: torch's non-SIMD ``DEFAULT``) round some operations differently: there the two agree
+#: to a few units of roundoff of each element's scale per step, not bit for bit.
+TORCH_BITWISE_BUILDS = ("AVX512", "AVX2")
 
 
 # ---------------------------------------------------------------- element math

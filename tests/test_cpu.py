@@ -1,14 +1,19 @@
 """adamref.cpu: bit-for-bit torch.optim.Adam(fused=True), the reference, edge cases.
 
-Parity with PyTorch is exact: float32 and float64 results (p, m, v, v_max)
-equal ``torch.optim.Adam(fused=True)``'s bit for bit, for every flag and
-every size, and Adamax equals ``torch.optim.Adamax(foreach=False)`` (a NaN
-is matched by position, not by its sign and payload bits).  The
-last ``n mod 8`` (float32) / ``n mod 4`` (float64) elements go through
-PyTorch's scalar loop, which rounds ``v`` differently; the kernels copy that
-(``cpu.TORCH_SCALAR_TAIL``), as measured on torch 2.13's AVX512 build.  On
-another build only the part before the last ``n mod 16`` elements is held
-to bitwise equality and that tail to a few ulps.
+Parity with PyTorch is exact on the torch builds where it was measured
+(``cpu.TORCH_BITWISE_BUILDS``: x86-64 with AVX512 or AVX2): float32 and
+float64 results (p, m, v, v_max) equal ``torch.optim.Adam(fused=True)``'s bit
+for bit, for every flag and every size, and Adamax equals
+``torch.optim.Adamax(foreach=False)`` (a NaN is matched by position, not by its
+sign and payload bits).  The last ``n mod 8`` (float32) / ``n mod 4``
+(float64) elements go through PyTorch's scalar loop, which rounds ``v``
+differently; the kernels copy that (``cpu.TORCH_SCALAR_TAIL``).
+
+On any other build (ARM, or torch's non-SIMD kernel, which
+``ATEN_CPU_CAPABILITY=default`` selects) torch rounds otherwise, and the same
+tests hold both to the documented bound instead: every element within
+``ULPS_PER_STEP`` units of roundoff of its scale per step (the scale of the
+terms it was computed from, ``parity.shadow_scales``), NaNs in the same places.
 """
 
 import os
@@ -30,34 +35,47 @@ from parity import (DEFAULT, EXTREMES, FLAGS, HYPER, assert_close_in_ulps, flag_
 DTYPES = [np.float32, np.float64]
 SIMD_SIZES = [16, 1024, 3 * 2**14]                 # multiples of torch's vector width
 OTHER_SIZES = [1, 7, 1000, 4096 + 13] + [80 + r for r in range(1, 16)]  # every n mod 16
-TAIL_MEASURED = torch.backends.cpu.get_cpu_capability() == "AVX512"
+CAPABILITY = torch.backends.cpu.get_cpu_capability()
+BITWISE = CAPABILITY in cpu.TORCH_BITWISE_BUILDS
+#: Two correct implementations each round a step's result within about one unit of
+#: roundoff of its scale; they may drift apart by twice that per step (plus a constant).
+ULPS_PER_STEP = 2
 
 
 def bits(a):
     return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
 
 
-def assert_bitwise(ours, theirs, exact_tail=True):
-    """Equal bit for bit; with ``exact_tail=False`` the last ``n mod 16`` only to 4 ulps."""
+def assert_bitwise(ours, theirs):
+    """Equal bit for bit (NaNs by position)."""
     assert set(ours) == set(theirs)
     for name in ours:
         a, b = ours[name].ravel(), theirs[name].ravel()
         assert a.dtype == b.dtype
-        head = a.size if exact_tail else a.size - a.size % 16
         same = (bits(a) == bits(b)) | (np.isnan(a) & np.isnan(b))
-        bad = np.flatnonzero(~same[:head])
+        bad = np.flatnonzero(~same)
         assert bad.size == 0, (f"{name}: {bad.size} of {a.size} differ, first at {bad[0]}: "
                                f"ours {a[bad[0]]!r}, torch {b[bad[0]]!r}")
-        if head < a.size:
-            np.testing.assert_array_max_ulp(a[head:], b[head:], maxulp=4)
 
 
-def run_both(n, steps, dtype, hyper, seed=0, low=-6, high=6, adamax=False):
+def assert_matches_torch(ours, theirs, p0, grads, hyper, adamax=False):
+    """Bit for bit on ``cpu.TORCH_BITWISE_BUILDS``; elsewhere within the documented bound."""
+    if BITWISE:
+        assert_bitwise(ours, theirs)
+    else:
+        assert set(ours) == set(theirs)
+        assert_close_in_ulps(ours, theirs, shadow_scales(p0, grads, hyper, adamax=adamax),
+                             ULPS_PER_STEP * len(grads) + 4, p0.dtype)
+
+
+def compare_with_torch(n, steps, dtype, hyper, seed=0, low=-6, high=6, adamax=False):
+    """Run ``adamref.cpu`` and torch fused (Adamax: for-loop) alike; assert they match."""
     p0, grads = start(seed, n, steps, dtype, low=low, high=high)
     step = cpu.adamax_step if adamax else cpu.adam_step
     ours = run_step(step, p0, grads, hyper, adamax=adamax)
     theirs = torch_adam(p0, grads, hyper, fused=not adamax, adamax=adamax)
-    return ours, theirs
+    assert_matches_torch(ours, theirs, p0, grads, hyper, adamax=adamax)
+    return ours
 
 
 # ---------------------------------------------------------------- torch parity
@@ -65,16 +83,14 @@ def run_both(n, steps, dtype, hyper, seed=0, low=-6, high=6, adamax=False):
 @pytest.mark.parametrize("flags", FLAGS, ids=flag_id)
 def test_bitwise_torch_fused_every_flag_simd_sizes(dtype, flags):
     for n in SIMD_SIZES:
-        ours, theirs = run_both(n, 25, dtype, dict(DEFAULT, lr=1e-2, **flags), seed=n)
-        assert_bitwise(ours, theirs)
+        compare_with_torch(n, 25, dtype, dict(DEFAULT, lr=1e-2, **flags), seed=n)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("flags", FLAGS, ids=flag_id)
 def test_bitwise_torch_fused_every_flag_other_sizes(dtype, flags):
     for n in OTHER_SIZES:
-        ours, theirs = run_both(n, 12, dtype, dict(DEFAULT, lr=1e-2, **flags), seed=n)
-        assert_bitwise(ours, theirs, exact_tail=TAIL_MEASURED)
+        compare_with_torch(n, 12, dtype, dict(DEFAULT, lr=1e-2, **flags), seed=n)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -82,8 +98,7 @@ def test_bitwise_torch_fused_every_flag_other_sizes(dtype, flags):
 def test_bitwise_torch_fused_extreme_hyperparameters(dtype, case):
     for flags in (dict(weight_decay=0.01, amsgrad=True), dict(weight_decay=0.1, decoupled=True,
                                                                maximize=True)):
-        ours, theirs = run_both(1024 + 5, 20, dtype, dict(EXTREMES[case], **flags))
-        assert_bitwise(ours, theirs, exact_tail=TAIL_MEASURED)
+        compare_with_torch(1024 + 5, 20, dtype, dict(EXTREMES[case], **flags))
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -91,16 +106,14 @@ def test_bitwise_torch_fused_extreme_hyperparameters(dtype, case):
 def test_bitwise_torch_fused_gradients_from_underflow_to_overflow(dtype):
     """|g| from 1e-40 to 1e40: subnormals, g*g overflowing to inf in float32, zeros."""
     hyper = dict(DEFAULT, weight_decay=0.01, amsgrad=True)
-    ours, theirs = run_both(2048 + 3, 10, dtype, hyper, low=-40, high=40)
-    assert_bitwise(ours, theirs, exact_tail=TAIL_MEASURED)
+    compare_with_torch(2048 + 3, 10, dtype, hyper, low=-40, high=40)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_many_steps_stay_bitwise(dtype):
     """300 steps: bias corrections run from t=1 to where they no longer change."""
-    ours, theirs = run_both(256 + 7, 300, dtype, dict(DEFAULT, lr=1e-2, amsgrad=True), low=-3,
+    compare_with_torch(256 + 7, 300, dtype, dict(DEFAULT, lr=1e-2, amsgrad=True), low=-3,
                             high=1)
-    assert_bitwise(ours, theirs, exact_tail=TAIL_MEASURED)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -110,8 +123,7 @@ def test_many_steps_stay_bitwise(dtype):
 def test_adamax_bitwise_torch(dtype, flags):
     for n, beta1 in ((1, 0.9), (15, 0.9), (1024 + 9, 0.9), (100, 0.0), (33, 0.4)):
         hyper = dict(lr=2e-3, beta1=beta1, beta2=0.999, eps=1e-8, **flags)
-        ours, theirs = run_both(n, 15, dtype, hyper, seed=n, adamax=True)
-        assert_bitwise(ours, theirs, exact_tail=TAIL_MEASURED)
+        compare_with_torch(n, 15, dtype, hyper, seed=n, adamax=True)
 
 
 # ---------------------------------------------------------------- the reference
@@ -149,7 +161,7 @@ def test_property_random_sizes_and_hyperparameters(hyper, n, steps, seed, dtype)
     ref = run_step(reference.adam_step, p0, grads, hyper)
     assert_close_in_ulps(ours, ref, shadow_scales(p0, grads, hyper), 4 * steps + 8, dtype)
     if n:                                         # torch skips work on empty tensors
-        assert_bitwise(ours, torch_adam(p0, grads, hyper, fused=True), exact_tail=TAIL_MEASURED)
+        assert_matches_torch(ours, torch_adam(p0, grads, hyper, fused=True), p0, grads, hyper)
 
 
 # ---------------------------------------------------------------- edge cases
@@ -170,7 +182,7 @@ def test_nan_and_inf_gradients_stay_in_their_element(dtype):
     for name in ours:
         assert np.isfinite(ours[name][~bad]).all(), name
         np.testing.assert_array_equal(bits(ours[name][~bad]), bits(clean[name][~bad]), err_msg=name)
-    assert_bitwise(ours, torch_adam(p0, grads, hyper, fused=True), exact_tail=TAIL_MEASURED)
+    assert_matches_torch(ours, torch_adam(p0, grads, hyper, fused=True), p0, grads, hyper)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -182,11 +194,12 @@ def test_nan_gradient_in_torch_scalar_tail_matches_torch(dtype):
     grads[1, [3, 20, 33]] = np.nan
     hyper = dict(DEFAULT, amsgrad=True)
     ours = run_step(cpu.adam_step, p0, grads, hyper)
-    assert_bitwise(ours, torch_adam(p0, grads, hyper, fused=True), exact_tail=TAIL_MEASURED)
+    assert_matches_torch(ours, torch_adam(p0, grads, hyper, fused=True), p0, grads, hyper)
     assert np.isnan(ours["p"][[3, 20, 33]]).all() and np.isnan(ours["v_max"][[3, 20]]).all()
     assert np.isfinite(ours["v_max"][33])
     adamax = run_step(cpu.adamax_step, p0, grads, DEFAULT, adamax=True)
-    assert_bitwise(adamax, torch_adam(p0, grads, DEFAULT, adamax=True))
+    assert_matches_torch(adamax, torch_adam(p0, grads, DEFAULT, adamax=True), p0, grads, DEFAULT,
+                         adamax=True)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -199,7 +212,7 @@ def test_zero_gradients_with_eps_zero_give_nan_everywhere_like_torch(dtype):
     hyper = dict(DEFAULT, eps=0.0)
     ours = run_step(cpu.adam_step, p0, grads, hyper)
     assert np.isnan(ours["p"]).all()
-    assert_bitwise(ours, torch_adam(p0, grads, hyper, fused=True))
+    assert_matches_torch(ours, torch_adam(p0, grads, hyper, fused=True), p0, grads, hyper)
     adamax = run_step(cpu.adamax_step, p0, grads, hyper, adamax=True)
     assert np.isnan(adamax["p"]).all()
 

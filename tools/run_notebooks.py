@@ -4,7 +4,8 @@
 
 Each notebook runs top to bottom in a fresh kernel of the current Python
 environment (the one with ``adamref`` installed), from its own folder, with a
-fixed hash seed so that every run gives the same outputs.
+fixed hash seed so that every run gives the same outputs.  Per-cell execution
+timestamps are not stored, so that a diff shows only real changes.
 """
 
 import os
@@ -23,6 +24,8 @@ def run(path: Path) -> float:
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
+    for cell in nb.cells:                  # no timestamps: a diff shows real changes only
+        cell.metadata.pop("execution", None)
     nbformat.write(nb, path)
     return time.perf_counter() - start
 
