@@ -20,6 +20,14 @@ explicit ``NUMBA_ENABLE_CUDASIM`` in the environment is left as it is.
 import os
 import sys
 
+from hypothesis import settings
+
+# Property tests draw the same examples on every run and machine, so that a fresh clone's
+# suite passes or fails the same way everywhere; HYPOTHESIS_PROFILE=explore draws new ones.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
 
 def _want_real_gpu() -> bool:
     flag = os.environ.get("ADAMREF_TEST_REAL_GPU")

@@ -114,7 +114,8 @@ def shadow_scales(p0, grads, hyper, adamax=False):
 
     The gradient that enters the moments is ``g`` plus ``wd * p`` for L2
     decay; where the two nearly cancel, their rounding is what counts, so its
-    scale is ``a = |g| + wd |p|``.  ``m`` averages gradients, so its scale is
+    scale is ``a = |g| + wd s_p``, with ``s_p`` the scale of ``p`` (not ``|p|``:
+    ``p`` carries the rounding of every earlier step, relative to ``s_p``).  ``m`` averages gradients, so its scale is
     the same average of ``a``; ``v`` averages squares, so its scale is that
     average of ``a^2`` (``v`` itself without L2), and ``v_max``'s the running
     maximum of it; ``p`` moves by ``lr/bc1 * m/denom`` each step, so its scale
@@ -135,7 +136,7 @@ def shadow_scales(p0, grads, hyper, adamax=False):
             p_scale += lr * wd * np.abs(p)
             p = p * (1 - lr * wd)
         elif wd:
-            a = a + wd * np.abs(p)
+            a = a + wd * p_scale         # p carries its own rounding, relative to p_scale
             g = g + wd * p
         m = beta1 * m + (1 - beta1) * g
         m_abs = beta1 * m_abs + (1 - beta1) * a
