@@ -13,6 +13,10 @@ Three backends share one API (see :mod:`adamref.reference`)::
   ``torch.optim.Adam(fused=True)`` on float32;
 - :mod:`adamref.cuda`: Numba CUDA kernels for arrays on the GPU.
 
+The chapters' helpers (problems, plots, the small optimizers of Part I,
+derivation helpers) live apart, in :mod:`adamref.lab`, with no compatibility
+promise.
+
 Backends are imported on first use (``adamref.cpu`` after a plain
 ``import adamref`` works), so ``import adamref`` stays cheap.
 """
@@ -21,8 +25,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("reference", "cpu", "cuda", "optimizers", "problems", "ema", "moments",
-               "conventions", "plotting", "bench")
+_SUBMODULES = ("reference", "cpu", "cuda", "bench", "lab")
 
 
 def __getattr__(name):

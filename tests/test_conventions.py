@@ -1,9 +1,10 @@
-"""The other ways of writing Adam (adamref.conventions) against the reference."""
+"""The other ways of writing Adam (adamref.lab.conventions) against the reference."""
 
 import numpy as np
 import pytest
 
-from adamref import conventions, reference
+from adamref import reference
+from adamref.lab import conventions
 from parity import gradients
 
 

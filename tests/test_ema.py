@@ -1,9 +1,9 @@
-"""adamref.ema: the moving average of chapter 2."""
+"""adamref.lab.ema: the moving average of chapter 2."""
 
 import numpy as np
 import pytest
 
-from adamref.ema import ema, ema_update, ema_weights
+from adamref.lab.ema import ema, ema_update, ema_weights
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 0.9, 0.999])

@@ -1,10 +1,11 @@
-"""adamref.moments: the expectation helpers and the bias-correction ablation."""
+"""adamref.lab.moments: the expectation helpers and the bias-correction ablation."""
 
 import numpy as np
 import pytest
 
-from adamref import moments, reference
-from adamref.optimizers import Adam
+from adamref import reference
+from adamref.lab import moments
+from adamref.lab.optimizers import Adam
 
 
 def test_expected_ema_is_the_unrolled_sum():

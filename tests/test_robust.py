@@ -1,11 +1,11 @@
-"""adamref.robust: printing results that do not depend on the last bit."""
+"""adamref.lab.robust: printing results that do not depend on the last bit."""
 
 import math
 
 import numpy as np
 import pytest
 
-from adamref.robust import choose, describe_best, fmt_loss, near_best
+from adamref.lab.robust import choose, describe_best, fmt_loss, near_best
 
 
 def test_fmt_loss_prints_significant_digits():
@@ -86,6 +86,6 @@ def test_choose_takes_the_first_key_within_the_tolerance():
 def test_doctests():
     import doctest
 
-    import adamref.robust
+    import adamref.lab.robust
 
-    assert doctest.testmod(adamref.robust).failed == 0
+    assert doctest.testmod(adamref.lab.robust).failed == 0

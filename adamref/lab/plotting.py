@@ -1,12 +1,12 @@
 """Plotting helpers the chapters share: loss contours and optimizer paths in 2-D.
 
 Two functions, for a problem with ``loss(x)`` on 2-D ``x`` (for example
-:class:`adamref.problems.Quadratic`)::
+:class:`adamref.lab.problems.Quadratic`)::
 
     contours(problem, ax, lim)                      # level sets of the loss
     plot_paths(problem, {"SGD": path, ...}, ax=ax)  # contours plus trajectories
 
-A *path* is what :func:`adamref.problems.minimize` returns: an array of shape
+A *path* is what :func:`adamref.lab.problems.minimize` returns: an array of shape
 ``(steps + 1, 2)`` whose row ``t`` is the iterate ``x_t``.  Both functions draw
 on a Matplotlib ``Axes`` and return it, so a chapter can add titles or
 annotations and finish with ``plt.show()``.
@@ -80,7 +80,7 @@ def plot_paths(problem, paths: Mapping[str, np.ndarray], ax=None, lim: float | L
     """Draw loss contours and one trajectory per entry of ``paths``; return the ``Axes``.
 
     ``paths`` maps a legend label to an array of iterates of shape
-    ``(steps + 1, 2)`` (as returned by :func:`adamref.problems.minimize`).
+    ``(steps + 1, 2)`` (as returned by :func:`adamref.lab.problems.minimize`).
     Each path is drawn as a line with small dots at the iterates (when
     ``markers``), a square at its start and a star at ``problem.x_star``.
 

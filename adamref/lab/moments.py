@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from adamref._checks import check_adam, check_flags, numpy_spec
-from adamref.ema import ema, ema_update
+from adamref.lab.ema import ema, ema_update
 from adamref.reference import _moving_average
 
 __all__ = ["expected_ema", "stationary_part", "zeta", "MonteCarloMoments",
@@ -37,7 +37,7 @@ def expected_ema(moments, beta: float) -> np.ndarray:
     """``E[x_bar_t]`` for ``t = 1..T`` of the zero-started average of a stream with ``E[x_i] = moments[i-1]``.
 
     ``x_bar_t = (1 - beta) sum_{i=1}^t beta^(t-i) x_i``; the expectation goes
-    inside the sum, so this is the same average (:func:`adamref.ema.ema`)
+    inside the sum, so this is the same average (:func:`adamref.lab.ema.ema`)
     run on the expectations.  Pass ``E[g_i]`` to get ``E[m_t]`` and
     ``E[g_i^2]`` to get ``E[v_t]``.
     """
@@ -121,7 +121,7 @@ def adam_step_ablation(p, g, m, v, t, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
         p <- p - lr / c1 * m / (sqrt(v) / sqrt(c2) + eps)
 
     with ``c1 = 1 - beta1^t`` if ``correct_first`` else 1, and ``c2`` alike.
-    ``v_max`` exists so that :class:`adamref.optimizers.Adam` can drive this
+    ``v_max`` exists so that :class:`adamref.lab.optimizers.Adam` can drive this
     function (through :data:`ABLATION`); it must be None.
     """
     check_flags(correct_first=correct_first, correct_second=correct_second)
@@ -136,6 +136,6 @@ def adam_step_ablation(p, g, m, v, t, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
     p += -(lr / bias1) * (m / denom)                      # eq. 5: theta_t
 
 
-#: A backend for :class:`adamref.optimizers.Adam`:
+#: A backend for :class:`adamref.lab.optimizers.Adam`:
 #: ``Adam(backend=ABLATION, lr=..., correct_first=False, correct_second=False)``.
 ABLATION = SimpleNamespace(adam_step=adam_step_ablation)

@@ -130,7 +130,7 @@ def effective_eps(eps_hat: float, beta2: float, t: int) -> float:
 class KerasAdam:
     """:func:`keras_adam_step` with its state, as a stateful optimizer with ``step(p, g)``.
 
-    The counterpart of :class:`adamref.optimizers.Adam` (PyTorch's convention)
+    The counterpart of :class:`adamref.lab.optimizers.Adam` (PyTorch's convention)
     for experiments that compare the two; keyword arguments are Keras's
     (``learning_rate``, ``beta_1``, ``beta_2``, ``epsilon``).
     """
