@@ -1,4 +1,4 @@
-"""nbval on other torch builds: which stored outputs are compared, and where.
+"""nbval set-up for the book: static knobs, and stored outputs on other torch builds.
 
 Chapter 6 compares ``adamref.cpu`` with ``torch.optim.Adam(fused=True)`` bit
 for bit.  The stored outputs of its cells tagged ``torch-build-specific`` are
@@ -11,7 +11,10 @@ prints other numbers: it still runs, and its asserts (which check the ulp
 bound on those builds) must still pass, but its printed output is not compared.
 """
 
-import pytest
+import os
+
+# The notebook kernels nbval starts inherit this: knobs (adamref.lab.knobs) draw no widgets.
+os.environ["ADAMREF_STATIC"] = "1"
 
 TAG = "torch-build-specific"
 

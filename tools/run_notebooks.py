@@ -20,6 +20,7 @@ from nbclient import NotebookClient
 def run(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
     os.environ["PYTHONHASHSEED"] = "0"
+    os.environ["ADAMREF_STATIC"] = "1"         # knobs (adamref.lab.knobs) store no widgets
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()

@@ -13,5 +13,6 @@ public API is :mod:`adamref.reference`, :mod:`adamref.cpu`, :mod:`adamref.cuda`
                                  epsilon-hat (chapter 5)
 :mod:`~adamref.lab.plotting`     contour plots and optimizer paths
 :mod:`~adamref.lab.robust`       printing results that survive the last bit
+:mod:`~adamref.lab.knobs`        sliders that redraw a figure in JupyterLab
 ==========================  ====================================================
 """
