@@ -7,9 +7,12 @@ Adam's moving averages start at zero::
 
 so, by linearity, ``E[m_t]`` is the same moving average applied to the
 sequence ``E[g_1], E[g_2], ...`` (and ``E[v_t]`` to ``E[g_i^2]``).  Kingma &
-Ba (2015, section 3) split it into the stationary part and a remainder::
+Ba (2015, section 3) split it into the stationary part and a remainder
+(the book, chapter 4, names the two remainders ``zeta_1`` and ``zeta_2``;
+the paper writes ``zeta`` for both)::
 
-    E[m_t] = E[g_t] (1 - beta1^t) + zeta
+    E[m_t] = E[g_t] (1 - beta1^t) + zeta_1
+    E[v_t] = E[g_t^2] (1 - beta2^t) + zeta_2
 
 The functions here compute each piece exactly (:func:`expected_ema`,
 :func:`stationary_part`, :func:`zeta`), estimate ``E[m_t]`` and ``E[v_t]``
@@ -52,7 +55,10 @@ def stationary_part(moments, beta: float) -> np.ndarray:
 
 
 def zeta(moments, beta: float) -> np.ndarray:
-    """The remainder ``zeta_t = E[x_bar_t] - E[x_t] (1 - beta^t)``.
+    """The remainder ``E[x_bar_t] - E[x_t] (1 - beta^t)`` for ``t = 1..T``.
+
+    With ``E[g_i]`` and ``beta1`` this is chapter 4's ``zeta_1`` (first
+    moment); with ``E[g_i^2]`` and ``beta2`` it is ``zeta_2`` (second moment).
 
     Equal to ``(1 - beta) sum_{i<=t} beta^(t-i) (E[x_i] - E[x_t])``: zero when
     the expectations are constant, and small when they change little over the
@@ -91,8 +97,8 @@ def monte_carlo_moments(mean, std, beta1: float, beta2: float, runs: int,
     rng = np.random.default_rng(seed)
     m, v = np.zeros(runs), np.zeros(runs)
     stats = np.empty((4, len(mean)))
-    for i, (mu, sigma) in enumerate(zip(mean, std)):
-        g = mu + sigma * rng.standard_normal(runs)
+    for i, (g_bar, sigma) in enumerate(zip(mean, std)):
+        g = g_bar + sigma * rng.standard_normal(runs)
         ema_update(m, g, beta1)                           # m_t
         ema_update(v, g * g, beta2)                       # v_t
         stats[:, i] = m.mean(), m.std(ddof=1), v.mean(), v.std(ddof=1)
