@@ -11,7 +11,9 @@ Three backends share one API (see :mod:`adamref.reference`)::
 - :mod:`adamref.reference`: plain NumPy, the executable specification;
 - :mod:`adamref.cpu`: Numba kernels, parallel, bit-identical to
   ``torch.optim.Adam(fused=True)`` on float32;
-- :mod:`adamref.cuda`: Numba CUDA kernels for arrays on the GPU.
+- :mod:`adamref.cuda`: Numba CUDA kernels for arrays on the GPU;
+- :mod:`adamref.optim`: ``Adam``, ``AdamW`` and ``Adamax`` as drop-in
+  ``torch.optim`` optimizers on those kernels.
 
 Backends are imported on first use (``adamref.cpu`` after a plain
 ``import adamref`` works), so ``import adamref`` stays cheap.
@@ -21,8 +23,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("reference", "cpu", "cuda", "optimizers", "problems", "ema", "moments",
-               "conventions", "plotting", "bench")
+_SUBMODULES = ("reference", "cpu", "cuda", "optim", "optimizers", "problems", "ema",
+               "moments", "conventions", "plotting", "bench")
 
 
 def __getattr__(name):

@@ -200,7 +200,7 @@ class _Table:
         entries, self.written = [], []
         for p in self.rows:
             state = opt.state[p]
-            tensors = [_state_tensor(opt, state, key, p) for key in keys]
+            tensors = [_state_tensor(state, key) for key in keys]
             step = _step_tensor(state)
             entries.append((p.data_ptr(), *(t.data_ptr() for t in tensors),
                             *([0] * (3 - len(tensors))), step.data_ptr(), p.numel()))
@@ -216,16 +216,23 @@ class _Table:
                 and [p.data_ptr() for p in self.rows] == self.p_addresses)
 
 
-def _state_tensor(opt, state, key, p):
-    """``state[key]``, checked against ``p`` (and made contiguous, same values)."""
-    if key not in state:
-        raise ValueError(f"adamref.optim.{type(opt).__name__}: the state of a parameter "
-                         f"has no {key!r} (was amsgrad switched on mid-run?)")
+def _check_state(name, state, keys, p) -> None:
+    """A parameter's state has ``step`` and tensors ``keys`` of its dtype, shape, device."""
+    for key in ("step", *keys):
+        if key not in state:
+            raise ValueError(f"adamref.optim.{name}: the state of a parameter has no "
+                             f"{key!r} (was amsgrad switched on mid-run?)")
+    for key in keys:
+        t = state[key]
+        if (not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype
+                or t.device != p.device):
+            raise ValueError(f"adamref.optim.{name}: state[{key!r}] does not match its "
+                             f"parameter ({p.dtype} {tuple(p.shape)} on {p.device})")
+
+
+def _state_tensor(state, key):
+    """``state[key]``, made contiguous if it is not (same values)."""
     t = state[key]
-    if (not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype
-            or t.device != p.device):
-        raise ValueError(f"adamref.optim.{type(opt).__name__}: state[{key!r}] does not "
-                         f"match its parameter ({p.dtype} {tuple(p.shape)} on {p.device})")
     if not t.is_contiguous():
         t = state[key] = t.contiguous()
     return t
@@ -379,6 +386,9 @@ class Adam(Optimizer):
 
         _check_params(name, params)                    # first step, or something changed:
         _gradient_addresses(name, params, params)      # check everything, then rebuild
+        for p in params:
+            if self.state.get(p):
+                _check_state(name, self.state[p], self._state_keys(group), p)
 
         def run():
             for p in params:
@@ -400,6 +410,9 @@ class Adam(Optimizer):
         params = group["params"]
         _check_params(name, params)
         with_grad = [(p, _grad(name, p, params)) for p in params if p.grad is not None]
+        for p, _ in with_grad:
+            if self.state.get(p):
+                _check_state(name, self.state[p], self._state_keys(group), p)
 
         def run():
             by_step = {}
