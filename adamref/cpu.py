@@ -312,7 +312,7 @@ def _count_steps(table):
     every row with a gradient (``G`` not 0); rows without one keep their step.
     Returns every row's step as float64, the ``t`` of the bias corrections.
     """
-    steps = np.zeros(table.shape[0])
+    steps = np.empty(table.shape[0])          # np.zeros would be a parallel loop (parfor)
     for k in range(table.shape[0]):
         step = _column(table, k, STEP, 1, np.float32(0))
         if table[k, G] != 0:
@@ -350,6 +350,29 @@ def _adamax_segment(table, k, lo, hi, s, l2, like):
         _adamax_at(i, p, g, m, u, s, l2)
 
 
+@njit(inline="always")
+def _adam_piece(table, segments, bounds, piece, per_tensor, shared, l2, amsgrad, like):
+    """The segments of one piece, rows with a gradient only; ``per_tensor[k]`` holds row
+    ``k``'s ``sqrt(1 - beta2^t)``, its inverse, ``eps`` and ``-lr / (1 - beta1^t)``."""
+    for s in range(bounds[piece], bounds[piece + 1]):
+        k = segments[s, 0]
+        if table[k, G] != 0:
+            _adam_segment(table, k, segments[s, 1], segments[s, 2],
+                          shared + (per_tensor[k, 0], per_tensor[k, 1], per_tensor[k, 2],
+                                    per_tensor[k, 3]), l2, amsgrad, like)
+
+
+@njit(inline="always")
+def _adamax_piece(table, segments, bounds, piece, per_tensor, shared, l2, like):
+    """The segments of one piece, rows with a gradient only; ``per_tensor[k]`` is row
+    ``k``'s ``-lr / (1 - beta1^t)``."""
+    for s in range(bounds[piece], bounds[piece + 1]):
+        k = segments[s, 0]
+        if table[k, G] != 0:
+            _adamax_segment(table, k, segments[s, 1], segments[s, 2],
+                            shared + (per_tensor[k],), l2, like)
+
+
 @lru_cache(maxsize=None)
 def _adam_multi_kernel(dtype: np.dtype, l2: bool, amsgrad: bool):
     """The multi-tensor Adam kernel: :func:`adam_step` on every row of a table, one call.
@@ -376,14 +399,12 @@ def _adam_multi_kernel(dtype: np.dtype, l2: bool, amsgrad: bool):
             per_tensor[k, 3] = T(-(lr / (1.0 - beta1 ** steps[k])))  # -lr / (1 - beta1^t)
         coeff, small = _lerp_coeff(T(1.0 - beta1), T(1.0))
         shared = (T(sign), T(wd), T(decay), coeff, small, T(beta2), T(1.0 - beta2))
-        for piece in prange(bounds.size - 1):
-            for s in range(bounds[piece], bounds[piece + 1]):
-                k = segments[s, 0]
-                if table[k, G] != 0:
-                    _adam_segment(table, k, segments[s, 1], segments[s, 2],
-                                  shared + (per_tensor[k, 0], per_tensor[k, 1],
-                                            per_tensor[k, 2], per_tensor[k, 3]),
-                                  l2, amsgrad, T(0))
+        if bounds.size == 2:                # one piece: no parallel region, no threads woken
+            _adam_piece(table, segments, bounds, 0, per_tensor, shared, l2, amsgrad, T(0))
+        else:
+            for piece in prange(bounds.size - 1):
+                _adam_piece(table, segments, bounds, piece, per_tensor, shared, l2, amsgrad,
+                            T(0))
 
     return adam_multi_kernel
 
@@ -401,12 +422,11 @@ def _adamax_multi_kernel(dtype: np.dtype, l2: bool):
             per_tensor[k] = T(-(lr / (1.0 - beta1 ** steps[k])))     # -lr / (1 - beta1^t)
         coeff, small = _lerp_coeff(T(1.0 - beta1), T(1.0))
         shared = (T(sign), T(wd), coeff, small, T(beta2), T(eps))
-        for piece in prange(bounds.size - 1):
-            for s in range(bounds[piece], bounds[piece + 1]):
-                k = segments[s, 0]
-                if table[k, G] != 0:
-                    _adamax_segment(table, k, segments[s, 1], segments[s, 2],
-                                    shared + (per_tensor[k],), l2, T(0))
+        if bounds.size == 2:                # one piece: no parallel region, no threads woken
+            _adamax_piece(table, segments, bounds, 0, per_tensor, shared, l2, T(0))
+        else:
+            for piece in prange(bounds.size - 1):
+                _adamax_piece(table, segments, bounds, piece, per_tensor, shared, l2, T(0))
 
     return adamax_multi_kernel
 
