@@ -472,7 +472,7 @@ class MultiTensorTable:
 
     def set_grads(self, addresses) -> None:
         """The gradients' addresses for the next step, one per row (0 for none)."""
-        self.table[:, G] = addresses
+        self.table[:, G] = np.fromiter(addresses, np.int64, len(self.table))
 
     def adam(self, *, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
              maximize) -> None:

@@ -186,7 +186,7 @@ class _Table:
     """A group's multi-tensor table on the CPU and what it was built from."""
 
     __slots__ = ("params", "count", "rows", "stateless", "p_addresses", "state", "n_state",
-                 "threads", "table", "written")
+                 "threads", "table", "written", "keep")
 
     def __init__(self, opt, group):
         params = group["params"]
@@ -197,23 +197,50 @@ class _Table:
         self.stateless = [p for p in params if not (p in opt.state and opt.state[p])]
         self.p_addresses = [p.data_ptr() for p in self.rows]
         keys = opt._state_keys(group)
-        entries, self.written = [], []
+        entries, self.written = [], []         # written: the parameters, for autograd's versions
+        self.keep = []                         # the state tensors the table points into
         for p in self.rows:
             state = opt.state[p]
             tensors = [_state_tensor(state, key) for key in keys]
             step = _step_tensor(state)
             entries.append((p.data_ptr(), *(t.data_ptr() for t in tensors),
                             *([0] * (3 - len(tensors))), step.data_ptr(), p.numel()))
-            self.written += [p, *tensors, step]
+            self.keep += [*tensors, step]
+            self.written.append(p)
         self.table = cpu.MultiTensorTable(entries, np.dtype(str(params[0].dtype)[6:]),
                                           self.threads) if self.rows else None
 
     def fresh(self, opt, group) -> bool:
-        """Whether this table still describes ``group`` (cheap checks, every step)."""
+        """Whether this table may still describe ``group`` (group-level checks; the
+        parameters' addresses are compared in :meth:`gradients`)."""
         return (group["params"] is self.params and len(self.params) == self.count
                 and opt.state is self.state and len(opt.state) == self.n_state
                 and numba.get_num_threads() == self.threads
-                and [p.data_ptr() for p in self.rows] == self.p_addresses)
+                and all(p.grad is None for p in self.stateless))
+
+    def gradients(self):
+        """Each row's gradient address (0: none), or None if a parameter's memory moved.
+
+        The hot loop of a step: one pass over the parameters.  A gradient's dtype,
+        shape and device need no check here: PyTorch checks them against the
+        parameter when ``.grad`` is set, and the parameter is the one the table was
+        built (and checked) for, since its address has not changed.  Sparse or
+        non-contiguous gradients go to :func:`_gradient_addresses`.
+        """
+        addresses = []
+        append = addresses.append
+        strided = torch.strided
+        for p, address in zip(self.rows, self.p_addresses):
+            if p.data_ptr() != address:
+                return None
+            g = p.grad
+            if g is None:
+                append(0)
+            elif g.layout is strided and g.is_contiguous():
+                append(g.data_ptr() or 1)
+            else:
+                return None
+        return addresses
 
 
 def _check_state(name, state, keys, p) -> None:
@@ -309,6 +336,7 @@ class Adam(Optimizer):
                               options.get("capturable"), options.get("differentiable"),
                               options.get("fused", True))
         super().add_param_group(param_group)
+        self._normalise(self.param_groups[-1])
         self._tables = {}
 
     def load_state_dict(self, state_dict) -> None:
@@ -371,18 +399,16 @@ class Adam(Optimizer):
         if params[0].device.type == "cuda":
             return self._prepare_cuda(group, hyper)
         table = self._tables.get(index)
-        if (table is not None and table.fresh(self, group)
-                and all(p.grad is None for p in table.stateless)):
+        if table is not None and table.fresh(self, group):
             if table.table is None:
                 return None
-            addresses, keep = _gradient_addresses(name, table.rows, params)
-
-            def run():
-                table.table.set_grads(addresses)
-                self._run_table(table.table, hyper)
-                torch.autograd.graph.increment_version(table.written)
-                keep.clear()
-            return run
+            addresses = table.gradients()
+            if addresses is not None:
+                def run():
+                    table.table.set_grads(addresses)
+                    self._run_table(table.table, hyper)
+                    torch.autograd.graph.increment_version(table.written)
+                return run
 
         _check_params(name, params)                    # first step, or something changed:
         _gradient_addresses(name, params, params)      # check everything, then rebuild
@@ -400,6 +426,7 @@ class Adam(Optimizer):
                 built.table.set_grads(addresses)
                 self._run_table(built.table, hyper)
                 torch.autograd.graph.increment_version(built.written)
+                del keep                               # contiguous copies, read by the kernel
         return run
 
     def _prepare_cuda(self, group, hyper):

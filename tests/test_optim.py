@@ -15,6 +15,7 @@ Two claims, checked separately:
 """
 
 import copy
+import inspect
 import io
 
 import numba
@@ -286,6 +287,17 @@ def test_table_follows_new_parameter_memory_and_new_groups():
 
 
 # ---------------------------------------------------------------- behaves like torch.optim
+@pytest.mark.parametrize("ours,theirs", [(optim.Adam, torch.optim.Adam),
+                                         (optim.AdamW, torch.optim.AdamW),
+                                         (optim.Adamax, torch.optim.Adamax)], ids=str)
+def test_constructors_are_torchs(ours, theirs):
+    """Same parameter names, kinds (positional, keyword-only) and defaults as torch 2.13."""
+    def described(cls):
+        return [(p.name, p.kind, p.default)
+                for p in inspect.signature(cls.__init__).parameters.values()]
+    assert described(ours) == described(theirs)
+
+
 def test_closure_zero_grad_and_autograd_versions():
     model = torch.nn.Linear(3, 2)
     opt = optim.Adam(model.parameters())
