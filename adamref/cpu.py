@@ -42,6 +42,16 @@ Adamax, per dtype), compiled on first use and cached on disk
 (``cache=True``), so a new process loads it instead of compiling.
 ``maximize`` and AdamW's decay are multiplications by -1 or 1 and by
 ``1 - lr wd`` or 1, exact no-ops when off, as in PyTorch's kernel.
+
+Multi-tensor kernels (:class:`MultiTensorTable`, used by
+:mod:`adamref.optim`) step a whole list of tensors in one call: an int64
+table holds, per tensor, the addresses of ``p, g, m, v, v_max`` and of its
+float32 step counter, its length and where PyTorch's scalar tail starts;
+the kernel turns addresses into arrays (``inttoptr`` + ``numba.carray``),
+counts each tensor's step, works out its bias corrections, and runs the same
+element functions as :func:`adam_step` over pieces of the concatenated
+element range, one per thread, so the result is :func:`adam_step` on each
+tensor, bit for bit.
 """
 
 from __future__ import annotations
