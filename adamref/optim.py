@@ -135,9 +135,9 @@ def _check_params(name, params) -> None:
         if p.device.type not in ("cpu", "cuda"):
             raise ValueError(f"adamref.optim.{name}: parameter {i} is on {p.device}; "
                              f"only CPU and CUDA tensors are supported")
-        if p.device.type == "cpu" and not p.is_contiguous():
+        if not p.is_contiguous():
             raise ValueError(f"adamref.optim.{name}: parameter {i} is not contiguous; "
-                             f"the CPU kernels need C-contiguous parameters")
+                             f"the kernels need C-contiguous parameters")
         if p.dtype != params[0].dtype:
             raise ValueError(f"adamref.optim.{name}: a parameter group mixes dtypes "
                              f"({params[0].dtype} and {p.dtype}, parameter {i}); put each "
@@ -185,8 +185,8 @@ def _gradient_addresses(name, rows, params):
 class _Table:
     """A group's multi-tensor table on the CPU and what it was built from."""
 
-    __slots__ = ("params", "count", "rows", "stateless", "p_addresses", "state", "n_state",
-                 "threads", "table", "written", "keep")
+    __slots__ = ("params", "count", "keys", "rows", "stateless", "p_addresses", "state",
+                 "n_state", "threads", "table", "written", "keep")
 
     def __init__(self, opt, group):
         params = group["params"]
@@ -196,7 +196,7 @@ class _Table:
         self.rows = [p for p in params if p in opt.state and opt.state[p]]
         self.stateless = [p for p in params if not (p in opt.state and opt.state[p])]
         self.p_addresses = [p.data_ptr() for p in self.rows]
-        keys = opt._state_keys(group)
+        keys = self.keys = opt._state_keys(group)
         entries, self.written = [], []         # written: the parameters, for autograd's versions
         self.keep = []                         # the state tensors the table points into
         for p in self.rows:
@@ -214,7 +214,7 @@ class _Table:
         """Whether this table may still describe ``group`` (group-level checks; the
         parameters' addresses are compared in :meth:`gradients`)."""
         return (group["params"] is self.params and len(self.params) == self.count
-                and opt.state is self.state and len(opt.state) == self.n_state
+                and opt._state_keys(group) == self.keys and opt.state is self.state and len(opt.state) == self.n_state
                 and numba.get_num_threads() == self.threads
                 and all(p.grad is None for p in self.stateless))
 
@@ -225,7 +225,7 @@ class _Table:
         shape and device need no check here: PyTorch checks them against the
         parameter when ``.grad`` is set, and the parameter is the one the table was
         built (and checked) for, since its address has not changed.  Sparse or
-        non-contiguous gradients go to :func:`_gradient_addresses`.
+        non-contiguous gradients take the checked path (which rebuilds the table).
         """
         addresses = []
         append = addresses.append

@@ -510,6 +510,18 @@ def test_sparse_gradient_raises_before_anything_changes():
     _assert_unchanged(opt, [a, b], snap)
 
 
+def test_amsgrad_switched_on_mid_run_raises_before_anything_changes():
+    a = torch.nn.Parameter(torch.ones(20))
+    opt = optim.Adam([a])
+    a.grad = torch.ones(20)
+    opt.step()
+    opt.param_groups[0]["amsgrad"] = True
+    snap = _snapshot(opt, [a])
+    with pytest.raises(ValueError, match="max_exp_avg_sq"):
+        opt.step()
+    _assert_unchanged(opt, [a], snap)
+
+
 def test_mismatched_state_raises_before_anything_changes():
     opt, (a, b) = _two_groups_one_stepped()
     opt.state[b]["exp_avg_sq"] = torch.zeros(3)
