@@ -26,10 +26,10 @@ as a parameter list; ``adamref`` steps one flat buffer of which the
 parameters are views (``flat``), or calls ``adam_step`` once per view
 (``per-tensor``).
 
-``--models`` times real models' parameter lists instead of the sizes (the shapes of torchvision's
-``mobilenet_v2`` and ``resnet50`` and of Hugging Face's ``GPT2Model``, listed
-in code here by :func:`model_shapes`): ``adamref`` is then
-``adamref.optim.Adam(...).step()`` over the list, against
+``--models`` times real models' parameter lists instead of the sizes (the
+shapes of torchvision's ``mobilenet_v2`` and ``resnet50`` and of Hugging
+Face's ``GPT2Model``, listed in code here by :func:`model_shapes`):
+``adamref`` is then ``adamref.optim.Adam(...).step()`` over the list, against
 ``torch.optim.Adam(fused=True).step()`` over the same list and the roofline
 kernel over one flat buffer of the same size (the same bytes).
 

@@ -214,7 +214,8 @@ class _Table:
         """Whether this table may still describe ``group`` (group-level checks; the
         parameters' addresses are compared in :meth:`gradients`)."""
         return (group["params"] is self.params and len(self.params) == self.count
-                and opt._state_keys(group) == self.keys and opt.state is self.state and len(opt.state) == self.n_state
+                and opt._state_keys(group) == self.keys
+                and opt.state is self.state and len(opt.state) == self.n_state
                 and numba.get_num_threads() == self.threads
                 and all(p.grad is None for p in self.stateless))
 
