@@ -9,9 +9,10 @@ Two claims, checked separately:
   (``torch.backends.cpu.get_cpu_capability()``): on ``AVX512`` every element
   equals ``torch.optim.Adam(fused=True)`` / ``AdamW(fused=True)`` /
   ``Adamax(foreach=False)`` bit for bit; on ``AVX2`` every element but each
-  tensor's last ``n mod 16`` (held to 4 ulps); on other builds (``DEFAULT``,
-  ARM) each element is within ``4 * steps + 8`` ulps of the scale of the
-  terms it was built from (``parity.shadow_scales``).
+  tensor's last ``n mod 16``, those held to 4 ulps (every element, where
+  ``adamref.cpu.TORCH_BITWISE_BUILDS`` names AVX2); on other builds
+  (``DEFAULT``, ARM) each element is within ``4 * steps + 8`` ulps of the
+  scale of the terms it was built from (``parity.shadow_scales``).
 """
 
 import copy
@@ -27,6 +28,9 @@ from adamref import cpu, optim
 from parity import assert_close_in_ulps, gradients, shadow_scales
 
 CAPABILITY = torch.backends.cpu.get_cpu_capability()
+#: The builds on which every element is held bit for bit (``cpu.TORCH_BITWISE_BUILDS``
+#: where the package states it; AVX512 otherwise, AVX2 then held as below).
+BITWISE_BUILDS = getattr(cpu, "TORCH_BITWISE_BUILDS", ("AVX512",))
 SIZES = [1, 7, 8, 13, 16, 100, 1000, 4096 + 13, 70_001]      # several n mod 8 and n mod 16
 DTYPES = [torch.float32, torch.float64]
 FLAGS = [dict(), dict(weight_decay=0.1), dict(amsgrad=True, maximize=True),
@@ -83,10 +87,10 @@ def assert_bitwise(ours, theirs):
 
 
 def assert_matches_torch(ours, theirs, p0=None, grads=None, hyper_of=None, adamax=False):
-    """Bitwise on AVX512; AVX2: all but each tensor's last n mod 16, those to 4 ulps;
-    elsewhere each element within ``4 * steps + 8`` ulps of its scale
+    """Bitwise on ``BITWISE_BUILDS``; else on AVX2 all but each tensor's last n mod 16,
+    those to 4 ulps; elsewhere each element within ``4 * steps + 8`` ulps of its scale
     (``parity.shadow_scales`` of tensor ``i``'s inputs and hyperparameters ``hyper_of(i)``)."""
-    if CAPABILITY == "AVX512":
+    if CAPABILITY in BITWISE_BUILDS:
         return assert_bitwise(ours, theirs)
     for a, b in zip(ours, theirs):
         assert a["step"] == b["step"] and set(a) == set(b)
@@ -99,7 +103,7 @@ def assert_matches_torch(ours, theirs, p0=None, grads=None, hyper_of=None, adama
                 np.testing.assert_array_max_ulp(x[head:], y[head:], maxulp=4)
         return None
     if hyper_of is None:
-        pytest.skip(f"this check's torch side is bitwise on torch's AVX512 and AVX2 builds "
+        pytest.skip(f"this check's torch side holds on torch's x86 builds (AVX512, AVX2) "
                     f"only; this one is {CAPABILITY}")
     for i, (a, b) in enumerate(zip(ours, theirs)):
         seen = [gs[i] for gs in grads if gs[i] is not None]     # what tensor i was stepped with
@@ -556,9 +560,9 @@ def test_bad_param_group_is_refused_and_the_optimizer_unchanged():
 
 
 # ---------------------------------------------------------------- a real model
-@pytest.mark.skipif(CAPABILITY != "AVX512",
-                    reason=f"bit-for-bit training equality with torch fused is a property of "
-                           f"torch's AVX512 build; this is {CAPABILITY}")
+@pytest.mark.skipif(CAPABILITY not in BITWISE_BUILDS,
+                    reason=f"bit-for-bit training equality with torch fused holds on torch's "
+                           f"{'/'.join(BITWISE_BUILDS)} builds; this is {CAPABILITY}")
 @pytest.mark.parametrize("ours_cls,torch_cls", [(optim.Adam, torch.optim.Adam),
                                                 (optim.AdamW, torch.optim.AdamW)],
                          ids=["Adam", "AdamW"])
