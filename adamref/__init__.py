@@ -11,7 +11,9 @@ Three backends share one API (see :mod:`adamref.reference`)::
 - :mod:`adamref.reference`: plain NumPy, the executable specification;
 - :mod:`adamref.cpu`: Numba kernels, parallel, bit-identical to
   ``torch.optim.Adam(fused=True)`` on float32;
-- :mod:`adamref.cuda`: Numba CUDA kernels for arrays on the GPU.
+- :mod:`adamref.cuda`: Numba CUDA kernels for arrays on the GPU;
+- :mod:`adamref.optim`: ``Adam``, ``AdamW`` and ``Adamax`` as drop-in
+  ``torch.optim`` optimizers on those kernels.
 
 The chapters' helpers (problems, plots, the small optimizers of Part I,
 derivation helpers) live apart, in :mod:`adamref.lab`, with no compatibility
@@ -25,7 +27,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("reference", "cpu", "cuda", "bench", "lab")
+_SUBMODULES = ("reference", "cpu", "cuda", "optim", "bench", "lab")
 
 
 def __getattr__(name):

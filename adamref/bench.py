@@ -26,6 +26,13 @@ as a parameter list; ``adamref`` steps one flat buffer of which the
 parameters are views (``flat``), or calls ``adam_step`` once per view
 (``per-tensor``).
 
+``--models`` times real models' parameter lists instead of the sizes (the
+shapes of torchvision's ``mobilenet_v2`` and ``resnet50`` and of Hugging
+Face's ``GPT2Model``, listed in code here by :func:`model_shapes`):
+``adamref`` is then ``adamref.optim.Adam(...).step()`` over the list, against
+``torch.optim.Adam(fused=True).step()`` over the same list and the roofline
+kernel over one flat buffer of the same size (the same bytes).
+
 Timing: every implementation gets its own arrays (``g`` is shared, read
 only).  Repetitions are interleaved round-robin, the starting implementation
 rotating, and each sample is one untimed call followed by enough timed calls
@@ -51,6 +58,7 @@ DEFAULT_SIZES = (10_000, 100_000, 1_000_000, 10_000_000, 50_000_000)
 QUICK_SIZES = (10_000, 100_000)
 REFERENCE_MAX = 10_000_000
 MANY_TENSORS = 200
+MODELS = ("mobilenet_v2", "resnet50", "gpt2")
 
 
 # ---------------------------------------------------------------- roofline kernels
@@ -131,12 +139,13 @@ def _roofline_impl(p0, g, amsgrad):
     return lambda: _roofline(p, g, m, v)
 
 
-def _torch_impl(torch, p0s, gs, amsgrad, **kind):
-    """``torch.optim.Adam(...).step()`` over a list of parameters (own copies)."""
+def _torch_impl(torch, p0s, gs, amsgrad, optimizer=None, **kind):
+    """``optimizer(...).step()`` over a list of parameters (own copies); by default
+    ``torch.optim.Adam``."""
     params = [torch.tensor(p0).requires_grad_() for p0 in p0s]
     for p, g in zip(params, gs):
         p.grad = torch.from_numpy(g)
-    opt = torch.optim.Adam(params, amsgrad=amsgrad, **kind)
+    opt = (optimizer or torch.optim.Adam)(params, amsgrad=amsgrad, **kind)
     return opt.step
 
 
@@ -156,6 +165,69 @@ def _implementations(torch, p0, g, amsgrad, sizes=None, with_reference=True):
     if with_reference:
         impls["reference"] = _numpy_impl(reference.adam_step, p0, g, amsgrad)
     return impls
+
+
+def _model_implementations(torch, p0, g, amsgrad, sizes):
+    """``adamref.optim.Adam`` and torch fused over one model's list; the flat roofline."""
+    from adamref import optim
+
+    p0s, gs = _pieces(p0, sizes), _pieces(g, sizes)
+    return {"adamref": _torch_impl(torch, p0s, gs, amsgrad, optimizer=optim.Adam),
+            "torch_fused": _torch_impl(torch, p0s, gs, amsgrad, fused=True),
+            "roofline": _roofline_impl(p0, g, amsgrad)}
+
+
+# ---------------------------------------------------------------- model shapes
+def _mobilenet_v2() -> list[tuple]:
+    """torchvision ``mobilenet_v2()``: stem, 17 inverted residual blocks, head."""
+    shapes = [(32, 3, 3, 3), (32,), (32,)]                 # conv, batch-norm weight and bias
+    c_in = 32
+    for t, c, n in ((1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4), (6, 96, 3), (6, 160, 3),
+                    (6, 320, 1)):
+        for _ in range(n):
+            hidden = c_in * t
+            if t != 1:
+                shapes += [(hidden, c_in, 1, 1), (hidden,), (hidden,)]      # expand
+            shapes += [(hidden, 1, 3, 3), (hidden,), (hidden,),             # depthwise
+                       (c, hidden, 1, 1), (c,), (c,)]                       # project
+            c_in = c
+    return shapes + [(1280, 320, 1, 1), (1280,), (1280,), (1000, 1280), (1000,)]
+
+
+def _resnet50() -> list[tuple]:
+    """torchvision ``resnet50()``: stem, 16 bottleneck blocks (4 with a downsample), fc."""
+    shapes = [(64, 3, 7, 7), (64,), (64,)]
+    c_in = 64
+    for width, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        for b in range(blocks):
+            shapes += [(width, c_in, 1, 1), (width,), (width,),
+                       (width, width, 3, 3), (width,), (width,),
+                       (4 * width, width, 1, 1), (4 * width,), (4 * width,)]
+            if b == 0:
+                shapes += [(4 * width, c_in, 1, 1), (4 * width,), (4 * width,)]
+            c_in = 4 * width
+    return shapes + [(1000, 2048), (1000,)]
+
+
+def _gpt2() -> list[tuple]:
+    """Hugging Face ``GPT2Model`` (GPT-2 small): embeddings, 12 blocks, final layer norm."""
+    d = 768
+    block = [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,),          # ln_1, attention
+             (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]      # ln_2, MLP
+    return [(50257, d), (1024, d)] + block * 12 + [(d,), (d,)]
+
+
+_MODEL_SHAPES = {"mobilenet_v2": _mobilenet_v2, "resnet50": _resnet50, "gpt2": _gpt2}
+
+
+def model_shapes(name: str) -> list[tuple]:
+    """The parameter shapes of ``name`` (one of :data:`MODELS`), in the model's order.
+
+    MobileNetV2: 158 tensors, 3,504,872 parameters; ResNet-50: 161,
+    25,557,032; GPT-2 small: 148, 124,439,808 (the output layer shares the
+    token embedding).
+    """
+    return _MODEL_SHAPES[name]()
 
 
 # ---------------------------------------------------------------- timing
@@ -208,6 +280,24 @@ def _many_sizes(quick: bool) -> list[int]:
     rng = np.random.default_rng(0)
     lo, hi = (1, 3.5) if quick else (2, 5)
     return [int(10 ** x) for x in rng.uniform(lo, hi, MANY_TENSORS)]
+
+
+def run_models(models, dtype, repeats, min_time, amsgrad) -> list[dict]:
+    """One row per model: ``adamref.optim.Adam`` vs torch fused over its parameter list."""
+    import torch
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for name in models:
+        sizes = [math.prod(s) for s in model_shapes(name)]
+        n = sum(sizes)
+        p0 = rng.standard_normal(n, dtype=np.float32).astype(dtype)
+        g = rng.standard_normal(n, dtype=np.float32).astype(dtype)
+        samples = _measure(_model_implementations(torch, p0, g, amsgrad, sizes), repeats,
+                           min_time)
+        rows.append(_row(f"{name} ({len(sizes)} tensors)", n, dtype, amsgrad, samples))
+        del samples
+    return rows
 
 
 def run_cpu(sizes, dtype, repeats, min_time, amsgrad, reference_max, quick) -> list[dict]:
@@ -308,6 +398,15 @@ def _header(info: dict, args) -> str:
 
 
 # ---------------------------------------------------------------- command line
+def _models(text: str) -> list[str]:
+    names = list(MODELS) if text == "all" else [s.strip() for s in text.split(",") if s.strip()]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"models are 'all' or some of {','.join(MODELS)}: "
+                                         f"{text!r}")
+    return names
+
+
 def _sizes(text: str) -> list[int]:
     try:
         sizes = [int(float(s)) for s in text.split(",") if s.strip()]
@@ -322,6 +421,9 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m adamref.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=_sizes, help="comma-separated parameter counts "
                     f"(default {','.join(f'{n:.0e}' for n in DEFAULT_SIZES)})")
+    ap.add_argument("--models", type=_models, metavar="all|" + ",".join(MODELS),
+                    help="time adamref.optim.Adam against torch fused on these models' "
+                    "parameter lists (real shapes) instead of the sizes")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--threads", type=int, help="threads for numba and torch (default: theirs)")
     ap.add_argument("--repeats", type=int, help="interleaved samples per implementation "
@@ -389,12 +491,16 @@ def main(argv=None) -> int:
     info = machine_info()
     if args.device == "cuda":
         rows = _cuda_rows(args)
+    elif args.models:
+        rows = run_models(args.models, np.dtype(args.dtype), args.repeats, args.min_time,
+                          args.amsgrad)
     else:
         rows = run_cpu(args.sizes, np.dtype(args.dtype), args.repeats, args.min_time,
                        args.amsgrad, args.reference_max, args.quick)
     if args.json:
-        config = {k: getattr(args, k) for k in ("device", "dtype", "sizes", "repeats", "min_time",
-                                                "amsgrad", "reference_max", "quick", "threads")}
+        config = {k: getattr(args, k) for k in ("device", "dtype", "sizes", "models", "repeats",
+                                                "min_time", "amsgrad", "reference_max", "quick",
+                                                "threads")}
         json.dump({"machine": info, "config": config, "rows": rows}, sys.stdout, indent=1)
         print()
     else:

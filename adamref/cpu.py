@@ -44,6 +44,16 @@ Adamax, per dtype), compiled on first use and cached on disk
 (``cache=True``), so a new process loads it instead of compiling.
 ``maximize`` and AdamW's decay are multiplications by -1 or 1 and by
 ``1 - lr wd`` or 1, exact no-ops when off, as in PyTorch's kernel.
+
+Multi-tensor kernels (:class:`MultiTensorTable`, used by
+:mod:`adamref.optim`) step a whole list of tensors in one call: an int64
+table holds, per tensor, the addresses of ``p, g, m, v, v_max`` and of its
+float32 step counter, its length and where PyTorch's scalar tail starts;
+the kernel turns addresses into arrays (``inttoptr`` + ``numba.carray``),
+counts each tensor's step, works out its bias corrections, and runs the same
+element functions as :func:`adam_step` over pieces of the concatenated
+element range, one per thread, so the result is :func:`adam_step` on each
+tensor, bit for bit.
 """
 
 from __future__ import annotations
@@ -52,7 +62,9 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange
+from numba.core import types
+from numba.extending import intrinsic
 
 from adamref._checks import check_adam, check_adamax, numpy_spec
 from adamref._fma import fma
@@ -275,6 +287,227 @@ def adamax_step(p, g, m, u, t, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
     kernel = _adamax_kernel(p.dtype, wd != 0)
     kernel(*_flat(p, g, m, u), -1.0 if maximize else 1.0, wd, 1.0 - beta1, beta2, eps,
            -(lr / (1.0 - beta1 ** int(t))))
+
+
+# ---------------------------------------------------------------- multi-tensor kernels
+#: Columns of a :class:`MultiTensorTable` row (one row per tensor, int64).
+P, G, M, V, V_MAX, STEP, N, N_VEC = range(8)
+_COLUMNS = 8
+#: Pieces are cut at multiples of this many elements (a 64-byte cache line of float32).
+_ALIGN = 16
+#: A piece has at least this many elements: below it, one thread does the whole list.
+_MIN_PIECE = 32_768
+
+
+@intrinsic
+def _pointer(typingctx, address, like):
+    """The int64 ``address`` as a pointer to ``like``'s float type (``inttoptr``)."""
+    if not (isinstance(address, types.Integer) and isinstance(like, types.Float)):
+        return None
+    ptr = types.CPointer(like)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(ptr))
+
+    return ptr(address, like), codegen
+
+
+@njit(inline="always")
+def _column(table, k, column, n, like):
+    """Row ``k``'s array in ``column`` as a 1-d array of ``n`` elements of ``like``'s type."""
+    return carray(_pointer(table[k, column], like), n)
+
+
+@njit(inline="always")
+def _indices(lo, hi):
+    """``range(lo, hi)`` with unsigned indices: a signed index makes Numba check for
+    negative ones (wraparound) at every access, and the loop stops vectorising (4x slower).
+    """
+    return range(np.uint64(lo), np.uint64(max(lo, hi)))
+
+
+@njit(inline="always")
+def _count_steps(table):
+    """``step <- step + 1`` in float32 (as ``torch._foreach_add_(state_steps, 1)``) for
+    every row with a gradient (``G`` not 0); rows without one keep their step.
+    Returns every row's step as float64, the ``t`` of the bias corrections.
+    """
+    steps = np.empty(table.shape[0])          # np.zeros would be a parallel loop (parfor)
+    for k in range(table.shape[0]):
+        step = _column(table, k, STEP, 1, np.float32(0))
+        if table[k, G] != 0:
+            step[0] = step[0] + np.float32(1.0)
+        steps[k] = np.float64(step[0])
+    return steps
+
+
+@njit(inline="always")
+def _adam_segment(table, k, lo, hi, s, l2, amsgrad, like):
+    """:func:`_adam_at` over elements ``lo:hi`` of row ``k``, scalars ``s``; elements
+    from ``N_VEC`` on are PyTorch's scalar tail of that tensor."""
+    n = table[k, N]
+    p = _column(table, k, P, n, like)
+    g = _column(table, k, G, n, like)
+    m = _column(table, k, M, n, like)
+    v = _column(table, k, V, n, like)
+    v_max = _column(table, k, V_MAX if amsgrad else V, n, like)
+    n_vec = table[k, N_VEC]
+    for i in _indices(lo, min(hi, n_vec)):
+        _adam_at(i, p, g, m, v, v_max, s, l2, amsgrad, False)
+    for i in _indices(max(lo, n_vec), hi):
+        _adam_at(i, p, g, m, v, v_max, s, l2, amsgrad, True)
+
+
+@njit(inline="always")
+def _adamax_segment(table, k, lo, hi, s, l2, like):
+    """:func:`_adamax_at` over elements ``lo:hi`` of row ``k``, scalars ``s``."""
+    n = table[k, N]
+    p = _column(table, k, P, n, like)
+    g = _column(table, k, G, n, like)
+    m = _column(table, k, M, n, like)
+    u = _column(table, k, V, n, like)
+    for i in _indices(lo, hi):
+        _adamax_at(i, p, g, m, u, s, l2)
+
+
+@njit(inline="always")
+def _adam_piece(table, segments, bounds, piece, per_tensor, shared, l2, amsgrad, like):
+    """The segments of one piece, rows with a gradient only; ``per_tensor[k]`` holds row
+    ``k``'s ``sqrt(1 - beta2^t)``, its inverse, ``eps`` and ``-lr / (1 - beta1^t)``."""
+    for s in range(bounds[piece], bounds[piece + 1]):
+        k = segments[s, 0]
+        if table[k, G] != 0:
+            _adam_segment(table, k, segments[s, 1], segments[s, 2],
+                          shared + (per_tensor[k, 0], per_tensor[k, 1], per_tensor[k, 2],
+                                    per_tensor[k, 3]), l2, amsgrad, like)
+
+
+@njit(inline="always")
+def _adamax_piece(table, segments, bounds, piece, per_tensor, shared, l2, like):
+    """The segments of one piece, rows with a gradient only; ``per_tensor[k]`` is row
+    ``k``'s ``-lr / (1 - beta1^t)``."""
+    for s in range(bounds[piece], bounds[piece + 1]):
+        k = segments[s, 0]
+        if table[k, G] != 0:
+            _adamax_segment(table, k, segments[s, 1], segments[s, 2],
+                            shared + (per_tensor[k],), l2, like)
+
+
+@lru_cache(maxsize=None)
+def _adam_multi_kernel(dtype: np.dtype, l2: bool, amsgrad: bool):
+    """The multi-tensor Adam kernel: :func:`adam_step` on every row of a table, one call.
+
+    Each tensor has its own step (a parameter whose gradient was None at
+    some step is behind the others), so ``t``, ``-lr / (1 - beta1^t)`` and
+    ``sqrt(1 - beta2^t)`` are worked out per row first, serially, in double,
+    as :func:`adam_step` works them out.  Then the pieces run in parallel;
+    every element is rounded as in :func:`adam_step`, the last ``n mod
+    TORCH_SCALAR_TAIL`` elements of each tensor (``N_VEC`` on) with PyTorch's
+    scalar rounding, wherever the piece boundaries fall.
+    """
+    T = dtype.type
+
+    @njit(parallel=True, cache=True, error_model="numpy")
+    def adam_multi_kernel(table, segments, bounds, sign, wd, decay, lr, beta1, beta2, eps):
+        steps = _count_steps(table)
+        per_tensor = np.empty((table.shape[0], 4), dtype=T)
+        for k in range(table.shape[0]):
+            bc2_sqrt = T(math.sqrt(1.0 - beta2 ** steps[k]))        # sqrt(1 - beta2^t)
+            per_tensor[k, 0] = bc2_sqrt
+            per_tensor[k, 1] = T(1.0) / bc2_sqrt
+            per_tensor[k, 2] = T(eps)
+            per_tensor[k, 3] = T(-(lr / (1.0 - beta1 ** steps[k])))  # -lr / (1 - beta1^t)
+        coeff, small = _lerp_coeff(T(1.0 - beta1), T(1.0))
+        shared = (T(sign), T(wd), T(decay), coeff, small, T(beta2), T(1.0 - beta2))
+        if bounds.size == 2:                # one piece: no parallel region, no threads woken
+            _adam_piece(table, segments, bounds, 0, per_tensor, shared, l2, amsgrad, T(0))
+        else:
+            for piece in prange(bounds.size - 1):
+                _adam_piece(table, segments, bounds, piece, per_tensor, shared, l2, amsgrad,
+                            T(0))
+
+    return adam_multi_kernel
+
+
+@lru_cache(maxsize=None)
+def _adamax_multi_kernel(dtype: np.dtype, l2: bool):
+    """The multi-tensor Adamax kernel: :func:`adamax_step` on every row of a table."""
+    T = dtype.type
+
+    @njit(parallel=True, cache=True, error_model="numpy")
+    def adamax_multi_kernel(table, segments, bounds, sign, wd, lr, beta1, beta2, eps):
+        steps = _count_steps(table)
+        per_tensor = np.empty(table.shape[0], dtype=T)
+        for k in range(table.shape[0]):
+            per_tensor[k] = T(-(lr / (1.0 - beta1 ** steps[k])))     # -lr / (1 - beta1^t)
+        coeff, small = _lerp_coeff(T(1.0 - beta1), T(1.0))
+        shared = (T(sign), T(wd), coeff, small, T(beta2), T(eps))
+        if bounds.size == 2:                # one piece: no parallel region, no threads woken
+            _adamax_piece(table, segments, bounds, 0, per_tensor, shared, l2, T(0))
+        else:
+            for piece in prange(bounds.size - 1):
+                _adamax_piece(table, segments, bounds, piece, per_tensor, shared, l2, T(0))
+
+    return adamax_multi_kernel
+
+
+class MultiTensorTable:
+    """A list of tensors laid out for the multi-tensor kernels, built once and reused.
+
+    ``rows`` gives, per tensor, the addresses of ``p, m, v, v_max`` (``v_max``
+    0 without AMSGrad; Adamax's ``u`` in the ``v`` column), of its float32
+    step counter, and its length; all arrays C-contiguous, of ``dtype``,
+    alive and untouched by anything else while the table is in use (the
+    caller guarantees it: nothing is checked here).  Gradient addresses are
+    set before each step with :meth:`set_grads` (0: no gradient, the tensor
+    and its step are left alone), since autograd allocates new gradients.
+
+    The concatenated element range (all tensors end to end) is cut into
+    ``threads`` pieces of nearly equal length at multiples of 16 elements,
+    each a list of segments ``(tensor, start, end)``, so one large tensor and
+    many small ones both keep every thread busy.
+    """
+
+    def __init__(self, rows, dtype, threads: int):
+        self.dtype = np.dtype(dtype)
+        self.table = np.zeros((len(rows), _COLUMNS), dtype=np.int64)
+        for k, (p, m, v, v_max, step, n) in enumerate(rows):
+            self.table[k] = (p, 0, m, v, v_max, step, n, n - n % TORCH_SCALAR_TAIL[self.dtype])
+        sizes = self.table[:, N]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        total = int(offsets[-1])
+        pieces = max(1, min(int(threads), -(-total // _MIN_PIECE)))
+        cuts = [total * j // pieces // _ALIGN * _ALIGN for j in range(pieces)] + [total]
+        segments, bounds = [], [0]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            for k in range(max(0, int(np.searchsorted(offsets, a, "right")) - 1), len(rows)):
+                if offsets[k] >= b:
+                    break
+                lo, hi = max(a, offsets[k]) - offsets[k], min(b, offsets[k + 1]) - offsets[k]
+                if hi > lo:
+                    segments.append((k, lo, hi))
+            bounds.append(len(segments))
+        self.segments = np.array(segments, dtype=np.int64).reshape(-1, 3)
+        self.bounds = np.array(bounds, dtype=np.int64)
+
+    def set_grads(self, addresses) -> None:
+        """The gradients' addresses for the next step, one per row (0 for none)."""
+        self.table[:, G] = np.fromiter(addresses, np.int64, len(self.table))
+
+    def adam(self, *, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
+             maximize) -> None:
+        """One :func:`adam_step` per row with a gradient, its own step counted up first."""
+        lr, beta1, beta2, eps, wd = map(float, (lr, beta1, beta2, eps, weight_decay))
+        kernel = _adam_multi_kernel(self.dtype, wd != 0 and not decoupled, bool(amsgrad))
+        kernel(self.table, self.segments, self.bounds, -1.0 if maximize else 1.0, wd,
+               1.0 - lr * wd if decoupled else 1.0, lr, beta1, beta2, eps)
+
+    def adamax(self, *, lr, beta1, beta2, eps, weight_decay, maximize) -> None:
+        """One :func:`adamax_step` per row with a gradient, its own step counted up first."""
+        lr, beta1, beta2, eps, wd = map(float, (lr, beta1, beta2, eps, weight_decay))
+        kernel = _adamax_multi_kernel(self.dtype, wd != 0)
+        kernel(self.table, self.segments, self.bounds, -1.0 if maximize else 1.0, wd, lr,
+               beta1, beta2, eps)
 
 
 def _flat(*arrays) -> tuple:

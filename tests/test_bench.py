@@ -66,3 +66,33 @@ def test_cuda_without_a_gpu_says_so_and_fails():
     out = _bench("--device", "cuda", "--quick")
     assert out.returncode != 0
     assert "cuda" in out.stderr.lower()
+
+
+def test_model_shapes_are_the_real_models():
+    import math
+    counts = {name: (len(bench.model_shapes(name)),
+                     sum(math.prod(s) for s in bench.model_shapes(name)))
+              for name in bench.MODELS}
+    assert counts == {"mobilenet_v2": (158, 3_504_872), "resnet50": (161, 25_557_032),
+                      "gpt2": (148, 124_439_808)}
+
+
+def test_models_argument_is_validated():
+    assert bench.parse_args(["--models", "all"]).models == list(bench.MODELS)
+    assert bench.parse_args(["--models", "resnet50,gpt2"]).models == ["resnet50", "gpt2"]
+    assert bench.parse_args([]).models is None
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--models", "vgg16"])
+
+
+def test_model_rows_time_adamref_optim_against_torch_fused_and_the_roofline():
+    import numpy as np
+    import torch
+    sizes = [10, 3, 100]
+    rng = np.random.default_rng(0)
+    p0, g = (rng.standard_normal(113, dtype=np.float32) for _ in range(2))
+    impls = bench._model_implementations(torch, p0, g, False, sizes)
+    assert set(impls) == {"adamref", "torch_fused", "roofline"}
+    row = bench._row("tiny (3 tensors)", 113, np.dtype(np.float32), False,
+                     bench._measure(impls, 2, 0.0))
+    assert row["vs_torch_fused"] > 0 and row["vs_roofline"] > 0
