@@ -11,7 +11,8 @@ Three backends share one API (see :mod:`adamref.reference`)::
 - :mod:`adamref.reference`: plain NumPy, the executable specification;
 - :mod:`adamref.cpu`: Numba kernels, parallel, bit-identical to
   ``torch.optim.Adam(fused=True)`` on float32;
-- :mod:`adamref.cuda`: Numba CUDA kernels for arrays on the GPU.
+- :mod:`adamref.cuda`: Numba CUDA kernels for arrays on the GPU;
+- :mod:`adamref.check`: ``python -m adamref.check``, a conformance kit for any Adam.
 
 Backends are imported on first use (``adamref.cpu`` after a plain
 ``import adamref`` works), so ``import adamref`` stays cheap.
@@ -22,7 +23,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("reference", "cpu", "cuda", "optimizers", "problems", "ema", "moments",
-               "conventions", "plotting", "bench")
+               "conventions", "plotting", "bench", "check")
 
 
 def __getattr__(name):
