@@ -34,7 +34,7 @@ rounding), with every hyperparameter computed in double and rounded once, as
 PyTorch does.  With ``w = 1 - beta1``, ``d = sqrt(v)/sqrt(bc2) + eps``::
 
     e_g <- wd e_p + u (2 wd |p| + |g|)                       L2 decay
-    e_m <- beta1 e_m + w e_g + 4u (beta1 |m| + w |g|)
+    e_m <- beta1 e_m + w e_g + 4u (max(beta1, w) |m| + w |g|)   (also m + w (g - m))
     e_v <- beta2 e_v + (1 - beta2)(2 |g| e_g + e_g^2) + 4u v
     e_d <- (sqrt(v + e_v) - sqrt(v - e_v)) / sqrt(bc2) + u(3 sqrt(v)/sqrt(bc2) + d + eps)
     e_p <- e_p + (lr/bc1)(e_m / (d - e_d) + |m| e_d / (d (d - e_d))) + 3u |step| + u |p|
@@ -379,7 +379,7 @@ def _shadow(inp: Inputs, h: dict, kind: str, dtype, fault=None) -> _Shadow:
                 e_g = wd * e_p + u * (2 * wd * np.abs(p) + np.abs(g)) + tiny
                 a = a + wd * np.abs(p)
             m, e_m = x["m"], e["m"]
-            e["m"] = beta1 * e_m + w1 * e_g + 4 * u * (beta1 * np.abs(m) + w1 * np.abs(g)) + tiny
+            e["m"] = beta1 * e_m + w1 * e_g + 4 * u * (max(beta1, w1) * np.abs(m) + w1 * np.abs(g)) + tiny
             x["m"], e["m"] = _store(beta1 * m + w1 * g, e["m"], dtype, S)
             scale["m"] = beta1 * scale["m"] + w1 * a
             bc1, bc2 = _bias_corrections(beta1, beta2, t, fault, dtype)
