@@ -326,10 +326,12 @@ def _rel_bc(beta, t, bc):
 
 
 class _Shadow:
-    """Values, error bounds and magnitudes of one shadow run (arrays in the shadow dtype)."""
+    """Values, error bounds and magnitudes of one shadow run (arrays in the shadow dtype);
+    ``wide`` marks elements whose ``v`` overflowed when stored (bounds there cover
+    both readings, and are left out of the ulp statistics)."""
 
-    def __init__(self, x: dict, e: dict, scale: dict):
-        self.x, self.e, self.scale = x, e, scale
+    def __init__(self, x: dict, e: dict, scale: dict, wide: np.ndarray):
+        self.x, self.e, self.scale, self.wide = x, e, scale, wide
 
 
 def _store(x, e, dtype, S):
@@ -363,6 +365,7 @@ def _shadow(inp: Inputs, h: dict, kind: str, dtype, fault=None) -> _Shadow:
     e = {k: np.zeros_like(p) for k in x}
     scale = {k: np.abs(a) for k, a in x.items()}
     e_p, p_scale = np.zeros_like(p), np.abs(p)
+    wide = np.zeros(p.shape, bool)
     with np.errstate(all="ignore"):
         for j, g in enumerate(inp.grads.astype(S)):
             t = inp.t0 + j + 1
@@ -384,10 +387,10 @@ def _shadow(inp: Inputs, h: dict, kind: str, dtype, fault=None) -> _Shadow:
             scale["m"] = beta1 * scale["m"] + w1 * a
             bc1, bc2 = _bias_corrections(beta1, beta2, t, fault, dtype)
             if kind == "adamax":
-                denom, e_d = _adamax_norm(x, e, scale, g, e_g, a, beta2, eps, u, tiny,
+                denom, e_d, over = _adamax_norm(x, e, scale, g, e_g, a, beta2, eps, u, tiny,
                                           fault, dtype, S)
             else:
-                denom, e_d = _adam_denominator(x, e, scale, g, e_g, a, beta2, w2, bc2, eps,
+                denom, e_d, over = _adam_denominator(x, e, scale, g, e_g, a, beta2, w2, bc2, eps,
                                                amsgrad, u, tiny, fault, dtype, S, t)
             m, e_m = x["m"], e["m"]
             sigma = lr / bc1
@@ -397,6 +400,9 @@ def _shadow(inp: Inputs, h: dict, kind: str, dtype, fault=None) -> _Shadow:
             e_step = sigma * (e_m / d_lo + np.abs(m) * e_d / (denom * d_lo)) + rel * np.abs(step)
             e_step = np.where(d_lo > 0, e_step, np.inf)
             e_step = np.where(np.isinf(denom) & np.isfinite(m), 0.0, e_step) + tiny
+            step = np.where(over, step / 2, step)          # anywhere from 0 to the step
+            e_step = np.where(over, np.abs(step) + e_step, e_step)
+            wide |= over
             p = p - step
             p_scale += np.abs(sigma * scale["m"] / denom)
             p, e_p = _store(p, e_p + e_step + u * np.abs(p) + tiny, dtype, S)
@@ -404,41 +410,52 @@ def _shadow(inp: Inputs, h: dict, kind: str, dtype, fault=None) -> _Shadow:
     if not (amsgrad and kind != "adamax"):
         for k in ("v_max",):
             x.pop(k, None), e.pop(k, None), scale.pop(k, None)
-    return _Shadow(x, e, scale)
+    return _Shadow(x, e, scale, wide)
 
 
 def _adam_denominator(x, e, scale, g, e_g, a, beta2, w2, bc2, eps, amsgrad, u, tiny,
                       fault, dtype, S, t):
-    """Update ``v`` (and ``v_max``) in ``x``; return ``d = sqrt(v)/sqrt(bc2) + eps`` and its bound."""
+    """Update ``v`` (and ``v_max``) in ``x``; return ``d = sqrt(v)/sqrt(bc2) + eps``, its
+    bound, and where ``v`` overflowed when stored.
+
+    There a correct target may divide by the stored inf (step 0, as PyTorch) or by
+    the value before it was rounded (an implementation working in a wider
+    precision): ``d`` is then the latter, and the caller allows any step between.
+    """
     v, e_v = x["v"], e["v"]
     e_v = beta2 * e_v + w2 * (2 * np.abs(g) * e_g + e_g * e_g) \
         + 4 * u * (beta2 * v + w2 * g * g) + tiny
-    x["v"], e["v"] = _store(beta2 * v + w2 * g * g, e_v, dtype, S)
+    v_wide = beta2 * v + w2 * g * g
+    x["v"], e["v"] = _store(v_wide, e_v, dtype, S)
     scale["v"] = beta2 * scale["v"] + w2 * a * a
     vv, e_vv, c2 = x["v"], e["v"], math.sqrt(bc2)
     rel_c2 = _rel_bc(beta2, t, bc2) / 2 + 2 * u
     if amsgrad:
         if fault == "amsgrad-max-of-vhat":
             new, e_new, c2, rel_c2 = vv / bc2, e_vv / bc2 + u * vv / bc2, 1.0, 0.0
+            v_wide = v_wide / bc2
         else:
             new, e_new = vv, e_vv
         grow = new > x["v_max"]
+        v_wide = np.maximum(x["v_max"], v_wide)
         x["v_max"], e["v_max"] = _store(np.maximum(x["v_max"], new),
                                         np.maximum(e["v_max"], e_new), dtype, S)
         x["v_max"] = np.where(np.isnan(new), new, x["v_max"])
         scale["v_max"] = np.where(grow, scale["v"], scale["v_max"])
         vv, e_vv = x["v_max"], e["v_max"]
+    over = np.isinf(vv) & np.isfinite(v_wide)
+    vv, e_vv = np.where(over, v_wide, vv), np.where(over, u * v_wide, e_vv)
     r = np.sqrt(vv)
     e_r = np.maximum(np.sqrt(vv + e_vv) - r, r - np.sqrt(np.maximum(vv - e_vv, 0))) + u * r
     if fault == "eps-inside-sqrt":
         d = np.sqrt(vv / bc2 + eps)
-        return d, e_r / c2 + u * 3 * d + tiny
+        return d, e_r / c2 + u * 3 * d + tiny, over
     if fault == "eps-hat":
         d = (r + eps) / c2
-        return d, e_r / c2 + d * (rel_c2 + 2 * u) + tiny
+        return d, e_r / c2 + d * (rel_c2 + 2 * u) + tiny, over
     s = r / c2
     d = s + eps
-    return d, e_r / c2 + s * (rel_c2 + u) + u * (d + eps) + tiny
+    return d, e_r / c2 + s * (rel_c2 + u) + u * (d + eps) + tiny, over
 
 
 def _adamax_norm(x, e, scale, g, e_g, a, beta2, eps, u, tiny, fault, dtype, S):
@@ -449,13 +466,13 @@ def _adamax_norm(x, e, scale, g, e_g, a, beta2, eps, u, tiny, fault, dtype, S):
         e_new = np.maximum(beta2 * e_u + 2 * u * beta2 * un, e_g + u * np.abs(g)) + tiny
         x["u"], e["u"] = _store(new, e_new, dtype, S)
         scale["u"] = np.maximum(beta2 * scale["u"], a)
-        return x["u"] + eps, e["u"] + u * (x["u"] + 2 * eps)
+        return x["u"] + eps, e["u"] + u * (x["u"] + 2 * eps), False
     new = np.maximum(beta2 * un, np.abs(g) + eps)
     e_new = np.maximum(beta2 * e_u + 2 * u * beta2 * un,
                        e_g + 2 * u * (np.abs(g) + eps)) + tiny
     x["u"], e["u"] = _store(new, e_new, dtype, S)
     scale["u"] = np.maximum(beta2 * scale["u"], a + eps)
-    return x["u"], e["u"]
+    return x["u"], e["u"], False
 
 
 # ---------------------------------------------------------------- running a target
@@ -602,7 +619,7 @@ def _judge(out: dict, sh: _Shadow, inp: Inputs, dtype) -> tuple:
             if name == "v_max":
                 chk &= ~bad_input
             ok |= ~chk
-            finite = chk & fin & np.isfinite(a)
+            finite = chk & fin & np.isfinite(a) & ~sh.wide
             k = np.where(finite, diff / (eps_t * np.maximum(sh.scale[name], 1e-300)), 0)
             r = np.where(finite & (e > 0), diff / e, 0)
         oks[name], checked[name] = ok, chk

@@ -154,9 +154,60 @@ class BiasCorrectionFloat32(PlainAdam):
         return bc1.item(), bc2.item()
 
 
+class AmsgradIgnored(PlainAdam):
+    FAULT = "amsgrad-ignored"
+
+    def amsgrad_max(self, v_max, v, bc2):
+        torch.maximum(v_max, v, out=v_max)
+        return v
+
+
+class CoefficientsFloat32(PlainAdam):
+    FAULT = "coefficients-float32"
+
+    def one_minus(self, beta):
+        return (torch.tensor(1.0) - torch.tensor(beta, dtype=torch.float32)).item()
+
+
 WRONG = {cls.FAULT: cls for cls in (EpsInsideSqrt, EpsHat, NoBiasCorrection, OnlyMCorrected,
                                      OnlyVCorrected, DecaySwapped, DecayNotScaledByLr,
-                                     AmsgradMaxOfVhat, MaximizeIgnored, BiasCorrectionFloat32)}
+                                     AmsgradMaxOfVhat, AmsgradIgnored, MaximizeIgnored,
+                                     BiasCorrectionFloat32, CoefficientsFloat32)}
+
+
+# ---------------------------------------------------------------- right, written otherwise
+class TextbookAdam(PlainAdam):
+    """Kingma & Ba's Algorithm 1 as printed: m_hat and v_hat formed explicitly."""
+
+    def denominator(self, v, bc2, eps):
+        return (v / bc2).sqrt().add_(eps)
+
+
+class Float64InsideAdam(PlainAdam):
+    """Every step computed in float64 and rounded back to the parameter's dtype."""
+
+    @torch.no_grad()
+    def step(self):
+        saved = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                saved[p] = (p.data, p.grad)
+                state = self.state[p]
+                for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                    if key in state:
+                        state[key] = state[key].double()
+                p.data, p.grad = p.data.double(), p.grad.double()
+        super().step()
+        for p, (data, grad) in saved.items():
+            data.copy_(p.data)
+            p.data, p.grad = data, grad
+            state = self.state[p]
+            for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                if key in state:
+                    state[key] = state[key].to(data.dtype)
+
+
+RIGHT = (PlainAdam, TextbookAdam, Float64InsideAdam)
 
 
 class WrongAdamW(PlainAdam):
