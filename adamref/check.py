@@ -745,16 +745,17 @@ class Report:
                  f"build: torch {b.get('torch')} CPU capability {b.get('cpu_capability')}, "
                  f"numpy {b.get('numpy')}; bitwise = identical to {b.get('bitwise_against')}",
                  ""]
-        head = ("configuration", "verdict", "error/allowed", "diagnosis")
+        head = ("configuration", "verdict", "ulps", "error/allowed", "diagnosis")
         table = [head]
         shown = self.worst() if rows <= 0 else self.worst()[:rows]
         for r in shown:
             used = "-" if r.verdict == "skipped" else (
                 "inf" if math.isinf(r.bound_used) else f"{r.bound_used:.2g}")
+            ulps = "-" if r.verdict == "skipped" else f"{r.ulps:.3g}"
             diag = ", ".join(r.diagnosis) if r.diagnosis else (
                 "unrecognised" if r.verdict == "wrong" else r.note[:60])
-            table.append((r.label, r.verdict_text(), used, diag))
-        widths = [max(len(row[i]) for row in table) for i in range(4)]
+            table.append((r.label, r.verdict_text(), ulps, used, diag))
+        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
         for row in table:
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
         hidden = len(self.results) - len(shown)
