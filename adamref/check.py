@@ -300,22 +300,22 @@ def _shadow_dtype(dtype):
     return wide if np.finfo(wide).eps < np.finfo(np.float64).eps else np.dtype(np.float64)
 
 
-def _bias_corrections(beta1, beta2, t, fault, dtype):
-    """``(1 - beta1^t, 1 - beta2^t)`` in double (PyTorch), or as a fault computes them."""
-    if fault == "bias-correction-float32":
+def _bias_corrections(beta1, beta2, t, faults, dtype):
+    """``(1 - beta1^t, 1 - beta2^t)`` in double (PyTorch), or as the faults compute them."""
+    if "bias-correction-float32" in faults:
         f = np.float32
         return float(f(1) - f(beta1) ** f(t)), float(f(1) - f(beta2) ** f(t))
     bc1, bc2 = 1 - beta1 ** t, 1 - beta2 ** t
-    if fault in ("no-bias-correction", "only-v-corrected"):
+    if faults & {"no-bias-correction", "only-v-corrected"}:
         bc1 = 1.0
-    if fault in ("no-bias-correction", "only-m-corrected"):
+    if faults & {"no-bias-correction", "only-m-corrected"}:
         bc2 = 1.0
     return bc1, bc2
 
 
-def _one_minus(beta, fault):
+def _one_minus(beta, faults):
     """``1 - beta`` in double, or in float32 for the ``coefficients-float32`` fault."""
-    if fault == "coefficients-float32":
+    if "coefficients-float32" in faults:
         return float(np.float32(1) - np.float32(beta))
     return 1.0 - beta
 
@@ -346,20 +346,22 @@ def _store(x, e, dtype, S):
     return y, np.where(edge, np.inf, e)
 
 
-def _shadow(inp: Inputs, h: dict, kind: str, dtype, fault=None) -> _Shadow:
-    """Run the reference in a wider precision, with running error bounds (see module doc)."""
+def _shadow(inp: Inputs, h: dict, kind: str, dtype, faults=()) -> _Shadow:
+    """Run the reference in a wider precision, with running error bounds (see module doc);
+    ``faults`` (names from :data:`FAULTS`) make it one of the known wrong variants."""
+    faults = frozenset([faults] if isinstance(faults, str) else faults)
     dtype = np.dtype(dtype)
     S = _shadow_dtype(dtype)
     u = np.finfo(dtype).eps + np.finfo(S).eps
     tiny = float(np.finfo(dtype).smallest_subnormal)
     lr, beta1, beta2, eps, wd = (h[k] for k in ("lr", "beta1", "beta2", "eps", "weight_decay"))
     decoupled, amsgrad = h.get("decoupled", False), h.get("amsgrad", False)
-    if fault == "decay-swapped" and wd:
+    if "decay-swapped" in faults and wd:
         decoupled = not decoupled
-    if fault == "amsgrad-ignored":
+    if "amsgrad-ignored" in faults:
         amsgrad = False
-    sign = -1.0 if h["maximize"] and fault != "maximize-ignored" else 1.0
-    w1, w2 = _one_minus(beta1, fault), _one_minus(beta2, fault)
+    sign = -1.0 if h["maximize"] and "maximize-ignored" not in faults else 1.0
+    w1, w2 = _one_minus(beta1, faults), _one_minus(beta2, faults)
     p = inp.p0.astype(S)
     x = {k: a.astype(S) for k, a in inp.state0.items()}
     e = {k: np.zeros_like(p) for k in x}
@@ -373,7 +375,7 @@ def _shadow(inp: Inputs, h: dict, kind: str, dtype, fault=None) -> _Shadow:
             a = np.abs(g)
             e_g = np.zeros_like(p)
             if wd and decoupled:
-                f = 1 - (lr if fault != "decay-not-scaled-by-lr" else 1.0) * wd
+                f = 1 - (lr if "decay-not-scaled-by-lr" not in faults else 1.0) * wd
                 p_scale += abs(1 - f) * np.abs(p)
                 e_p = abs(f) * e_p + 2 * u * abs(f) * np.abs(p) + tiny
                 p = p * f
@@ -385,13 +387,13 @@ def _shadow(inp: Inputs, h: dict, kind: str, dtype, fault=None) -> _Shadow:
             e["m"] = beta1 * e_m + w1 * e_g + 4 * u * (max(beta1, w1) * np.abs(m) + w1 * np.abs(g)) + tiny
             x["m"], e["m"] = _store(beta1 * m + w1 * g, e["m"], dtype, S)
             scale["m"] = beta1 * scale["m"] + w1 * a
-            bc1, bc2 = _bias_corrections(beta1, beta2, t, fault, dtype)
+            bc1, bc2 = _bias_corrections(beta1, beta2, t, faults, dtype)
             if kind == "adamax":
                 denom, e_d, over = _adamax_norm(x, e, scale, g, e_g, a, beta2, eps, u, tiny,
-                                          fault, dtype, S)
+                                          faults, dtype, S)
             else:
                 denom, e_d, over = _adam_denominator(x, e, scale, g, e_g, a, beta2, w2, bc2, eps,
-                                               amsgrad, u, tiny, fault, dtype, S, t)
+                                               amsgrad, u, tiny, faults, dtype, S, t)
             m, e_m = x["m"], e["m"]
             sigma = lr / bc1
             rel = _rel_bc(beta1, t, bc1) + 3 * u
@@ -414,7 +416,7 @@ def _shadow(inp: Inputs, h: dict, kind: str, dtype, fault=None) -> _Shadow:
 
 
 def _adam_denominator(x, e, scale, g, e_g, a, beta2, w2, bc2, eps, amsgrad, u, tiny,
-                      fault, dtype, S, t):
+                      faults, dtype, S, t):
     """Update ``v`` (and ``v_max``) in ``x``; return ``d = sqrt(v)/sqrt(bc2) + eps``, its
     bound, and where ``v`` overflowed when stored.
 
@@ -431,7 +433,7 @@ def _adam_denominator(x, e, scale, g, e_g, a, beta2, w2, bc2, eps, amsgrad, u, t
     vv, e_vv, c2 = x["v"], e["v"], math.sqrt(bc2)
     rel_c2 = _rel_bc(beta2, t, bc2) / 2 + 2 * u
     if amsgrad:
-        if fault == "amsgrad-max-of-vhat":
+        if "amsgrad-max-of-vhat" in faults:
             new, e_new, c2, rel_c2 = vv / bc2, e_vv / bc2 + u * vv / bc2, 1.0, 0.0
             v_wide = v_wide / bc2
         else:
@@ -447,10 +449,10 @@ def _adam_denominator(x, e, scale, g, e_g, a, beta2, w2, bc2, eps, amsgrad, u, t
     vv, e_vv = np.where(over, v_wide, vv), np.where(over, u * v_wide, e_vv)
     r = np.sqrt(vv)
     e_r = np.maximum(np.sqrt(vv + e_vv) - r, r - np.sqrt(np.maximum(vv - e_vv, 0))) + u * r
-    if fault == "eps-inside-sqrt":
+    if "eps-inside-sqrt" in faults:
         d = np.sqrt(vv / bc2 + eps)
         return d, e_r / c2 + u * 3 * d + tiny, over
-    if fault == "eps-hat":
+    if "eps-hat" in faults:
         d = (r + eps) / c2
         return d, e_r / c2 + d * (rel_c2 + 2 * u) + tiny, over
     s = r / c2
@@ -458,10 +460,10 @@ def _adam_denominator(x, e, scale, g, e_g, a, beta2, w2, bc2, eps, amsgrad, u, t
     return d, e_r / c2 + s * (rel_c2 + u) + u * (d + eps) + tiny, over
 
 
-def _adamax_norm(x, e, scale, g, e_g, a, beta2, eps, u, tiny, fault, dtype, S):
+def _adamax_norm(x, e, scale, g, e_g, a, beta2, eps, u, tiny, faults, dtype, S):
     """Update Adamax's ``u = max(beta2 u, |g| + eps)`` in ``x``; return the denominator."""
     un, e_u = x["u"], e["u"]
-    if fault == "eps-outside-max":
+    if "eps-outside-max" in faults:
         new = np.maximum(beta2 * un, np.abs(g))
         e_new = np.maximum(beta2 * e_u + 2 * u * beta2 * un, e_g + u * np.abs(g)) + tiny
         x["u"], e["u"] = _store(new, e_new, dtype, S)
@@ -800,30 +802,40 @@ def _build_info() -> dict:
     return info
 
 
-def _diagnose(wrong: list, kind: str, results: list) -> dict:
-    """Name the fault whose shadow explains the wrong configurations best."""
+def _scores(wrong: list, kind: str, combos: list, results: list) -> dict:
+    """For each combination of faults, the fraction of the wrong configurations'
+    checked elements its shadow explains; a configuration it explains entirely
+    gets its name in ``diagnosis``."""
     scores = {}
-    for (out, inp, h, dtype), res in zip(wrong, results):
-        for fault in FAULTS:
-            if kind not in fault.kinds:
-                continue
-            good, n = _explains(out, inp, h, kind, dtype, fault.name)
-            if n and good == n:
-                res.diagnosis.append(fault.name)
-            s = scores.setdefault(fault.name, [0, 0])
-            s[0] += good
-            s[1] += n
-    ranked = sorted(scores.items(), key=lambda kv: -(kv[1][0] / max(kv[1][1], 1)))
-    if not ranked:
-        return dict(fault=None, closest=None)
-    (best, (g, n)), rest = ranked[0], ranked[1:]
-    frac = g / max(n, 1)
+    for combo in combos:
+        good = total = 0
+        for (out, inp, h, dtype), res in zip(wrong, results):
+            g, n = _explains(out, inp, h, kind, dtype, combo)
+            good, total = good + g, total + n
+            if n and g == n:
+                res.diagnosis.append(" + ".join(combo))
+        scores[combo] = good / total if total else 0.0
+    return scores
+
+
+def _diagnose(wrong: list, kind: str, results: list, top: int = 5) -> dict:
+    """Name the fault, or failing that the pair of faults (among the ``top`` single
+    ones), whose shadow explains every checked element of the wrong configurations."""
+    singles = [(f.name,) for f in FAULTS if kind in f.kinds]
+    scores = _scores(wrong, kind, singles, results)
+    if max(scores.values()) < 0.999:
+        best = sorted(singles, key=lambda c: -scores[c])[:top]
+        pairs = [tuple(n for n in _FAULT if n in a + b)
+                 for i, a in enumerate(best) for b in best[i + 1:]]
+        scores.update(_scores(wrong, kind, pairs, results))
+    ranked = sorted(scores, key=lambda c: (-scores[c], len(c)))
+    best, frac = ranked[0], scores[ranked[0]]
     if frac < 0.999:
         return dict(fault=None, description=None, explained=frac,
-                    closest=f"{best} ({frac:.1%} of elements)")
-    runner = [f for f, (g2, n2) in rest if n2 and g2 / n2 >= 0.999]
-    return dict(fault=best, description=_FAULT[best].description, explained=frac,
-                runner_up=", ".join(runner) or None)
+                    closest=f"{' + '.join(best)} ({frac:.1%} of elements)")
+    runner = [" + ".join(c) for c in ranked[1:] if scores[c] >= 0.999 and len(c) == len(best)]
+    return dict(fault=" + ".join(best), explained=frac, runner_up=", ".join(runner) or None,
+                description="; and ".join(_FAULT[n].description for n in best))
 
 
 # ---------------------------------------------------------------- the entry points

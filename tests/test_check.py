@@ -104,14 +104,24 @@ def test_rejects_wrong_step_functions():
     assert report.diagnosis["fault"] == "maximize-ignored", report.format()
 
 
-def test_two_faults_at_once_are_not_pinned_on_one():
+def test_two_faults_at_once_are_named_as_a_pair():
     class Both(PlainAdam):                # no bias correction and maximize ignored
         bias_corrections = WRONG["no-bias-correction"].bias_corrections
         maximize_sign = WRONG["maximize-ignored"].maximize_sign
 
     report = kit.check(Both, quick=True)
+    assert report.diagnosis["fault"] == "no-bias-correction + maximize-ignored", report.format()
+
+
+def test_a_deviation_no_fault_explains_is_unrecognised():
+    class Sloppy(PlainAdam):              # lr off by 1e-4: no known fault, a deviation
+        def bias_corrections(self, beta1, beta2, t):
+            bc1, bc2 = super().bias_corrections(beta1, beta2, t)
+            return bc1 * (1 + 1e-4), bc2
+
+    report = kit.check(Sloppy, quick=True)
     assert not report.ok and report.diagnosis["fault"] is None, report.format()
-    assert "unrecognised" in report.format()
+    assert "unrecognised deviation" in report.format()
 
 
 def test_unsupported_flags_are_skipped_not_wrong():
