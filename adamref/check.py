@@ -69,6 +69,7 @@ References:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -109,7 +110,7 @@ class Case(NamedTuple):
     p0: str = "mixed"
     t0: int = 0
     kinds: tuple = KINDS
-    sizes: tuple = (37, 130)       # every case a different pair mod 16, see _sizes
+    sizes: tuple | None = None     # tensor sizes; None: a pair that varies mod 16 over cases
 
 
 _ADAM = ("adam", "adamw")
@@ -172,9 +173,7 @@ def _cases(kind: str, quick: bool, dtypes) -> list:
         h = _hyper(case, kind)
         if h is None or kind not in case.kinds:
             continue
-        sizes = case.sizes
-        if case.sizes == Case._field_defaults["sizes"]:
-            sizes = (16 + i % 16, 64 + (5 * i + 3) % 16)   # both residues vary over cases
+        sizes = case.sizes or (16 + i % 16, 64 + (5 * i + 3) % 16)
         if quick and len(sizes) > 3:
             sizes = tuple(range(1, 17)) + (64 + 5,)
         for dtype in dtypes:
@@ -267,7 +266,7 @@ class Fault(NamedTuple):
     kinds: tuple
 
 
-#: The known ways an Adam goes wrong; each is a switch in :func:`_shadow`.
+#: The known ways an Adam goes wrong; each is a switch in :class:`_Shadow`.
 FAULTS = (
     Fault("eps-inside-sqrt", "eps inside the square root: sqrt(v_hat + eps)", _ADAM),
     Fault("eps-hat", "eps-hat (TensorFlow/Keras) form: lr sqrt(bc2)/bc1 m/(sqrt(v) + eps)",
@@ -300,7 +299,7 @@ def _shadow_dtype(dtype):
     return wide if np.finfo(wide).eps < np.finfo(np.float64).eps else np.dtype(np.float64)
 
 
-def _bias_corrections(beta1, beta2, t, faults, dtype):
+def _bias_corrections(beta1, beta2, t, faults):
     """``(1 - beta1^t, 1 - beta2^t)`` in double (PyTorch), or as the faults compute them."""
     if "bias-correction-float32" in faults:
         f = np.float32
@@ -326,155 +325,167 @@ def _rel_bc(beta, t, bc):
 
 
 class _Shadow:
-    """Values, error bounds and magnitudes of one shadow run (arrays in the shadow dtype);
-    ``wide`` marks elements whose ``v`` overflowed when stored (bounds there cover
-    both readings, and are left out of the ulp statistics)."""
+    """One shadow run: the reference in a wider precision, with running error bounds.
 
-    def __init__(self, x: dict, e: dict, scale: dict, wide: np.ndarray):
-        self.x, self.e, self.scale, self.wide = x, e, scale, wide
-
-
-def _store(x, e, dtype, S):
-    """Round a new state value to the target's ``dtype`` (as the target stores it).
-
-    Where ``x`` is within ``e`` of the overflow threshold, a correct target
-    may or may not overflow: the bound becomes infinite there (unchecked).
+    ``x`` holds the values (``p``, ``m``, ``v``/``u``, ``v_max``) in the shadow
+    dtype, ``e`` their bounds and ``scale`` their magnitudes (what ``k ulps``
+    is measured in); ``wide`` marks elements whose ``v`` overflowed when
+    stored (their bounds cover both readings; left out of the ulp statistics).
+    ``faults`` (names from :data:`FAULTS`) make it one of the known wrong variants.
     """
-    big = np.finfo(dtype).max
-    y = x.astype(dtype).astype(S)
-    edge = (np.abs(x) - e <= big) & (np.abs(x) + e >= big)
-    return y, np.where(edge, np.inf, e)
 
+    def __init__(self, inp: Inputs, h: dict, kind: str, dtype, faults=()):
+        self.h, self.kind, self.dtype = h, kind, np.dtype(dtype)
+        self.faults = frozenset([faults] if isinstance(faults, str) else faults)
+        self.S = _shadow_dtype(self.dtype)
+        self.u = np.finfo(self.dtype).eps + np.finfo(self.S).eps
+        self.tiny = float(np.finfo(self.dtype).smallest_subnormal)
+        self.x = {k: a.astype(self.S) for k, a in inp.state0.items()}
+        self.x["p"] = inp.p0.astype(self.S)
+        self.e = {k: np.zeros_like(a) for k, a in self.x.items()}
+        self.scale = {k: np.abs(a) for k, a in self.x.items()}
+        self.wide = np.zeros(inp.p0.shape, bool)
+        self.amsgrad = (kind != "adamax" and h.get("amsgrad")
+                        and "amsgrad-ignored" not in self.faults)
+        with np.errstate(all="ignore"):
+            for j, g in enumerate(inp.grads.astype(self.S)):
+                self.step(g, inp.t0 + j + 1)
+        if not self.amsgrad:
+            for d in (self.x, self.e, self.scale):
+                d.pop("v_max", None)
 
-def _shadow(inp: Inputs, h: dict, kind: str, dtype, faults=()) -> _Shadow:
-    """Run the reference in a wider precision, with running error bounds (see module doc);
-    ``faults`` (names from :data:`FAULTS`) make it one of the known wrong variants."""
-    faults = frozenset([faults] if isinstance(faults, str) else faults)
-    dtype = np.dtype(dtype)
-    S = _shadow_dtype(dtype)
-    u = np.finfo(dtype).eps + np.finfo(S).eps
-    tiny = float(np.finfo(dtype).smallest_subnormal)
-    lr, beta1, beta2, eps, wd = (h[k] for k in ("lr", "beta1", "beta2", "eps", "weight_decay"))
-    decoupled, amsgrad = h.get("decoupled", False), h.get("amsgrad", False)
-    if "decay-swapped" in faults and wd:
-        decoupled = not decoupled
-    if "amsgrad-ignored" in faults:
-        amsgrad = False
-    sign = -1.0 if h["maximize"] and "maximize-ignored" not in faults else 1.0
-    w1, w2 = _one_minus(beta1, faults), _one_minus(beta2, faults)
-    p = inp.p0.astype(S)
-    x = {k: a.astype(S) for k, a in inp.state0.items()}
-    e = {k: np.zeros_like(p) for k in x}
-    scale = {k: np.abs(a) for k, a in x.items()}
-    e_p, p_scale = np.zeros_like(p), np.abs(p)
-    wide = np.zeros(p.shape, bool)
-    with np.errstate(all="ignore"):
-        for j, g in enumerate(inp.grads.astype(S)):
-            t = inp.t0 + j + 1
-            g = sign * g
-            a = np.abs(g)
-            e_g = np.zeros_like(p)
-            if wd and decoupled:
-                f = 1 - (lr if "decay-not-scaled-by-lr" not in faults else 1.0) * wd
-                p_scale += abs(1 - f) * np.abs(p)
-                e_p = abs(f) * e_p + 2 * u * abs(f) * np.abs(p) + tiny
-                p = p * f
-            elif wd:
-                g = g + wd * p
-                e_g = wd * e_p + u * (2 * wd * np.abs(p) + np.abs(g)) + tiny
-                a = a + wd * np.abs(p)
-            m, e_m = x["m"], e["m"]
-            e["m"] = beta1 * e_m + w1 * e_g + 4 * u * (max(beta1, w1) * np.abs(m) + w1 * np.abs(g)) + tiny
-            x["m"], e["m"] = _store(beta1 * m + w1 * g, e["m"], dtype, S)
-            scale["m"] = beta1 * scale["m"] + w1 * a
-            bc1, bc2 = _bias_corrections(beta1, beta2, t, faults, dtype)
-            if kind == "adamax":
-                denom, e_d, over = _adamax_norm(x, e, scale, g, e_g, a, beta2, eps, u, tiny,
-                                          faults, dtype, S)
-            else:
-                denom, e_d, over = _adam_denominator(x, e, scale, g, e_g, a, beta2, w2, bc2, eps,
-                                               amsgrad, u, tiny, faults, dtype, S, t)
-            m, e_m = x["m"], e["m"]
-            sigma = lr / bc1
-            rel = _rel_bc(beta1, t, bc1) + 3 * u
-            step = sigma * m / denom
-            d_lo = denom - e_d
-            e_step = sigma * (e_m / d_lo + np.abs(m) * e_d / (denom * d_lo)) + rel * np.abs(step)
-            e_step = np.where(d_lo > 0, e_step, np.inf)
-            e_step = np.where(np.isinf(denom) & np.isfinite(m), 0.0, e_step) + tiny
-            step = np.where(over, step / 2, step)          # anywhere from 0 to the step
-            e_step = np.where(over, np.abs(step) + e_step, e_step)
-            wide |= over
-            p = p - step
-            p_scale += np.abs(sigma * scale["m"] / denom)
-            p, e_p = _store(p, e_p + e_step + u * np.abs(p) + tiny, dtype, S)
-    x["p"], e["p"], scale["p"] = p, e_p, p_scale
-    if not (amsgrad and kind != "adamax"):
-        for k in ("v_max",):
-            x.pop(k, None), e.pop(k, None), scale.pop(k, None)
-    return _Shadow(x, e, scale, wide)
+    def store(self, name, value, bound):
+        """Round a new state value to the target's dtype, as the target stores it.
 
+        Where ``value`` is within ``bound`` of the overflow threshold, a correct
+        target may or may not overflow: the bound becomes infinite (unchecked).
+        """
+        big = np.finfo(self.dtype).max
+        self.x[name] = value.astype(self.dtype).astype(self.S)
+        edge = (np.abs(value) - bound <= big) & (np.abs(value) + bound >= big)
+        self.e[name] = np.where(edge, np.inf, bound)
 
-def _adam_denominator(x, e, scale, g, e_g, a, beta2, w2, bc2, eps, amsgrad, u, tiny,
-                      faults, dtype, S, t):
-    """Update ``v`` (and ``v_max``) in ``x``; return ``d = sqrt(v)/sqrt(bc2) + eps``, its
-    bound, and where ``v`` overflowed when stored.
+    def step(self, g, t):
+        """One step: ``g`` the gradient (exact), ``t`` the step number.
 
-    There a correct target may divide by the stored inf (step 0, as PyTorch) or by
-    the value before it was rounded (an implementation working in a wider
-    precision): ``d`` is then the latter, and the caller allows any step between.
-    """
-    v, e_v = x["v"], e["v"]
-    e_v = beta2 * e_v + w2 * (2 * np.abs(g) * e_g + e_g * e_g) \
-        + 4 * u * (beta2 * v + w2 * g * g) + tiny
-    v_wide = beta2 * v + w2 * g * g
-    x["v"], e["v"] = _store(v_wide, e_v, dtype, S)
-    scale["v"] = beta2 * scale["v"] + w2 * a * a
-    vv, e_vv, c2 = x["v"], e["v"], math.sqrt(bc2)
-    rel_c2 = _rel_bc(beta2, t, bc2) / 2 + 2 * u
-    if amsgrad:
-        if "amsgrad-max-of-vhat" in faults:
-            new, e_new, c2, rel_c2 = vv / bc2, e_vv / bc2 + u * vv / bc2, 1.0, 0.0
-            v_wide = v_wide / bc2
+        ``m <- beta1 m + w g`` with bound ``beta1 e_m + w e_g + 4u (max(beta1, w) |m| + w |g|)``.
+        """
+        h, u, x, e = self.h, self.u, self.x, self.e
+        sign = -1.0 if h["maximize"] and "maximize-ignored" not in self.faults else 1.0
+        g, e_g, a = self.decay(sign * g)
+        beta1 = h["beta1"]
+        w1 = _one_minus(beta1, self.faults)
+        m = x["m"]
+        self.store("m", beta1 * m + w1 * g, beta1 * e["m"] + w1 * e_g + self.tiny
+                   + 4 * u * (max(beta1, w1) * np.abs(m) + w1 * np.abs(g)))
+        self.scale["m"] = beta1 * self.scale["m"] + w1 * a
+        bc1, bc2 = _bias_corrections(beta1, h["beta2"], t, self.faults)
+        if self.kind == "adamax":
+            d, e_d, over = self.adamax_norm(g, e_g, a)
         else:
+            d, e_d, over = self.adam_denominator(g, e_g, a, bc2, t)
+        self.move(bc1, t, d, e_d, over)
+
+    def decay(self, g):
+        """Weight decay: L2 ``g <- g + wd p``, or decoupled ``p <- (1 - lr wd) p``.
+
+        Returns ``g``, its bound ``e_g = wd e_p + u (2 wd |p| + |g|)`` and its
+        scale ``|g| + wd |p|``.
+        """
+        h, u, x, e = self.h, self.u, self.x, self.e
+        wd, p = h["weight_decay"], x["p"]
+        decoupled = h.get("decoupled", False) != ("decay-swapped" in self.faults)
+        zero = np.zeros_like(p)
+        if not wd:
+            return g, zero, np.abs(g)
+        if decoupled:
+            lr = 1.0 if "decay-not-scaled-by-lr" in self.faults else h["lr"]
+            f = 1 - lr * wd
+            self.scale["p"] = self.scale["p"] + abs(1 - f) * np.abs(p)
+            e["p"] = abs(f) * e["p"] + 2 * u * abs(f) * np.abs(p) + self.tiny
+            x["p"] = p * f
+            return g, zero, np.abs(g)
+        a = np.abs(g) + wd * np.abs(p)
+        g = g + wd * p
+        return g, wd * e["p"] + u * (2 * wd * np.abs(p) + np.abs(g)) + self.tiny, a
+
+    def adam_denominator(self, g, e_g, a, bc2, t):
+        """Update ``v`` (and ``v_max``); return ``d = sqrt(v)/sqrt(bc2) + eps``, its bound
+        ``(sqrt(v + e_v) - sqrt(v - e_v))/sqrt(bc2) + u (...)``, and where ``v`` overflowed.
+
+        Where the stored ``v`` overflowed, a correct target may divide by the
+        stored inf (step 0, as PyTorch) or by the value before it was rounded
+        (a target working in a wider precision): ``d`` is then the latter, and
+        :meth:`move` allows any step between.
+        """
+        h, u, tiny, x, e, faults = self.h, self.u, self.tiny, self.x, self.e, self.faults
+        beta2, eps = h["beta2"], h["eps"]
+        w2 = _one_minus(beta2, faults)
+        v_wide = beta2 * x["v"] + w2 * g * g                # v <- beta2 v + w2 g^2
+        self.store("v", v_wide, beta2 * e["v"] + w2 * (2 * np.abs(g) * e_g + e_g * e_g)
+                   + 4 * u * v_wide + tiny)
+        self.scale["v"] = beta2 * self.scale["v"] + w2 * a * a
+        vv, e_vv, c2 = x["v"], e["v"], math.sqrt(bc2)
+        rel_c2 = _rel_bc(beta2, t, bc2) / 2 + 2 * u
+        if self.amsgrad:                                    # v_max <- max(v_max, v)
             new, e_new = vv, e_vv
-        grow = new > x["v_max"]
-        v_wide = np.maximum(x["v_max"], v_wide)
-        x["v_max"], e["v_max"] = _store(np.maximum(x["v_max"], new),
-                                        np.maximum(e["v_max"], e_new), dtype, S)
-        x["v_max"] = np.where(np.isnan(new), new, x["v_max"])
-        scale["v_max"] = np.where(grow, scale["v"], scale["v_max"])
-        vv, e_vv = x["v_max"], e["v_max"]
-    over = np.isinf(vv) & np.isfinite(v_wide)
-    vv, e_vv = np.where(over, v_wide, vv), np.where(over, u * v_wide, e_vv)
-    r = np.sqrt(vv)
-    e_r = np.maximum(np.sqrt(vv + e_vv) - r, r - np.sqrt(np.maximum(vv - e_vv, 0))) + u * r
-    if "eps-inside-sqrt" in faults:
-        d = np.sqrt(vv / bc2 + eps)
-        return d, e_r / c2 + u * 3 * d + tiny, over
-    if "eps-hat" in faults:
-        d = (r + eps) / c2
-        return d, e_r / c2 + d * (rel_c2 + 2 * u) + tiny, over
-    s = r / c2
-    d = s + eps
-    return d, e_r / c2 + s * (rel_c2 + u) + u * (d + eps) + tiny, over
+            if "amsgrad-max-of-vhat" in faults:
+                new, e_new, c2, rel_c2 = vv / bc2, e_vv / bc2 + u * vv / bc2, 1.0, 0.0
+                v_wide = v_wide / bc2
+            grow = new > x["v_max"]
+            v_wide = np.maximum(x["v_max"], v_wide)
+            self.store("v_max", np.maximum(x["v_max"], new), np.maximum(e["v_max"], e_new))
+            x["v_max"] = np.where(np.isnan(new), new, x["v_max"])
+            self.scale["v_max"] = np.where(grow, self.scale["v"], self.scale["v_max"])
+            vv, e_vv = x["v_max"], e["v_max"]
+        over = np.isinf(vv) & np.isfinite(v_wide)
+        vv, e_vv = np.where(over, v_wide, vv), np.where(over, u * v_wide, e_vv)
+        r = np.sqrt(vv)
+        e_r = np.maximum(np.sqrt(vv + e_vv) - r, r - np.sqrt(np.maximum(vv - e_vv, 0))) + u * r
+        if "eps-inside-sqrt" in faults:
+            d = np.sqrt(vv / bc2 + eps)
+            return d, e_r / c2 + u * 3 * d + tiny, over
+        if "eps-hat" in faults:
+            d = (r + eps) / c2
+            return d, e_r / c2 + d * (rel_c2 + 2 * u) + tiny, over
+        s = r / c2
+        d = s + eps
+        return d, e_r / c2 + s * (rel_c2 + u) + u * (d + eps) + tiny, over
 
-
-def _adamax_norm(x, e, scale, g, e_g, a, beta2, eps, u, tiny, faults, dtype, S):
-    """Update Adamax's ``u = max(beta2 u, |g| + eps)`` in ``x``; return the denominator."""
-    un, e_u = x["u"], e["u"]
-    if "eps-outside-max" in faults:
-        new = np.maximum(beta2 * un, np.abs(g))
-        e_new = np.maximum(beta2 * e_u + 2 * u * beta2 * un, e_g + u * np.abs(g)) + tiny
-        x["u"], e["u"] = _store(new, e_new, dtype, S)
-        scale["u"] = np.maximum(beta2 * scale["u"], a)
+    def adamax_norm(self, g, e_g, a):
+        """Update Adamax's ``u <- max(beta2 u, |g| + eps)``; return it as the denominator."""
+        h, u, tiny, x, e = self.h, self.u, self.tiny, self.x, self.e
+        beta2, eps, un = h["beta2"], h["eps"], x["u"]
+        inside = 0.0 if "eps-outside-max" in self.faults else eps
+        self.store("u", np.maximum(beta2 * un, np.abs(g) + inside),
+                   np.maximum(beta2 * e["u"] + 2 * u * beta2 * un,
+                              e_g + 2 * u * (np.abs(g) + eps)) + tiny)
+        self.scale["u"] = np.maximum(beta2 * self.scale["u"], a + inside)
+        if inside:
+            return x["u"], e["u"], False
         return x["u"] + eps, e["u"] + u * (x["u"] + 2 * eps), False
-    new = np.maximum(beta2 * un, np.abs(g) + eps)
-    e_new = np.maximum(beta2 * e_u + 2 * u * beta2 * un,
-                       e_g + 2 * u * (np.abs(g) + eps)) + tiny
-    x["u"], e["u"] = _store(new, e_new, dtype, S)
-    scale["u"] = np.maximum(beta2 * scale["u"], a + eps)
-    return x["u"], e["u"], False
+
+    def move(self, bc1, t, d, e_d, over):
+        """``p <- p - (lr/bc1) m/d``, bound ``(lr/bc1)(e_m/(d - e_d) + |m| e_d/(d (d - e_d)))``.
+
+        Unchecked (infinite bound) where ``d - e_d <= 0``; exact where ``d`` is
+        inf and ``m`` finite (the step is 0); where ``v`` overflowed (``over``)
+        anything from 0 to the step.
+        """
+        u, tiny, x, e = self.u, self.tiny, self.x, self.e
+        m, e_m, sigma = x["m"], e["m"], self.h["lr"] / bc1
+        step = sigma * m / d
+        d_lo = d - e_d
+        e_step = sigma * (e_m / d_lo + np.abs(m) * e_d / (d * d_lo)) \
+            + (_rel_bc(self.h["beta1"], t, bc1) + 3 * u) * np.abs(step)
+        e_step = np.where(d_lo > 0, e_step, np.inf)
+        e_step = np.where(np.isinf(d) & np.isfinite(m), 0.0, e_step) + tiny
+        step = np.where(over, step / 2, step)
+        e_step = np.where(over, np.abs(step) + e_step, e_step)
+        self.wide |= over
+        p = x["p"] - step
+        self.scale["p"] = self.scale["p"] + np.abs(sigma * self.scale["m"] / d)
+        self.store("p", p, e["p"] + e_step + u * np.abs(p) + tiny)
 
 
 # ---------------------------------------------------------------- running a target
@@ -555,9 +566,10 @@ def _run_step_function(fn, inp: Inputs, h: dict, kind: str) -> dict:
         for s in _slices(inp.sizes):
             extra = {"v_max": arrays["v_max"][s]} if amsgrad else {}
             if kind == "adamax":
-                fn(p[s], g[s], arrays["m"][s], arrays["u"][s], inp.t0 + j + 1, **h)
+                fn(p[s], g[s].copy(), arrays["m"][s], arrays["u"][s], inp.t0 + j + 1, **h)
             else:
-                fn(p[s], g[s], arrays["m"][s], arrays["v"][s], inp.t0 + j + 1, **h, **extra)
+                fn(p[s], g[s].copy(), arrays["m"][s], arrays["v"][s], inp.t0 + j + 1, **h,
+                   **extra)
     if not amsgrad:
         arrays.pop("v_max", None)
     return dict(arrays, p=p)
@@ -646,7 +658,7 @@ def _same_bits(a: dict, b: dict) -> bool:
 
 def _explains(out, inp, h, kind, dtype, fault) -> tuple:
     """How many of the checked elements ``fault``'s shadow explains: (within, checked)."""
-    j = _judge(out, _shadow(inp, h, kind, dtype, fault), inp, dtype)
+    j = _judge(out, _Shadow(inp, h, kind, dtype, fault), inp, dtype)
     n = sum(int(c.sum()) for c in j.checked.values())
     bad = sum(int((~ok).sum()) for ok in j.ok.values())
     return n - bad, n
@@ -688,7 +700,7 @@ def _run_case(target: Target, case: Case, dtype, h: dict, steps: int, sizes: tup
     except Unsupported as exc:
         res.note = str(exc)
         return res, None
-    sh = _shadow(inp, h, kind, dtype)
+    sh = _Shadow(inp, h, kind, dtype)
     try:
         j = _judge(out, sh, inp, dtype)
     except Unsupported as exc:
@@ -894,6 +906,28 @@ def _smoke(tgt: Target) -> None:
                          f"hyperparameters: {type(exc).__name__}: {exc}") from None
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Run torch (intra-op) and Numba with one thread meanwhile, if they are loaded:
+    the tensors are small, and on a busy machine waking a thread pool for each
+    costs ~10 ms a step.  Elementwise kernels round the same on any number of
+    threads.  The settings are restored afterwards."""
+    torch, numba = sys.modules.get("torch"), sys.modules.get("numba")
+    before = (torch.get_num_threads() if torch else None,
+              numba.get_num_threads() if numba else None)
+    if torch:
+        torch.set_num_threads(1)
+    if numba:
+        numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch:
+            torch.set_num_threads(before[0])
+        if numba:
+            numba.set_num_threads(before[1])
+
+
 def check(target, *, kind: str | None = None, step: bool = False, kwargs: dict | None = None,
           quick: bool = False, dtypes=DTYPES) -> Report:
     """Run ``target`` through the configuration matrix; return a :class:`Report`.
@@ -922,12 +956,13 @@ def check(target, *, kind: str | None = None, step: bool = False, kwargs: dict |
         build["bitwise_against"] = ("torch.optim.Adamax(foreach=False)" if tgt.kind == "adamax"
                                     else "torch.optim.Adam(fused=True)") + " on this build"
     results, wrong, wrong_results = [], [], []
-    for case, dtype, h, steps, sizes in _cases(tgt.kind, quick, dtypes):
-        res, evidence = _run_case(tgt, case, dtype, h, steps, sizes, compare)
-        results.append(res)
-        if evidence is not None:
-            wrong.append(evidence + (dtype,))
-            wrong_results.append(res)
+    with _one_thread():
+        for case, dtype, h, steps, sizes in _cases(tgt.kind, quick, dtypes):
+            res, evidence = _run_case(tgt, case, dtype, h, steps, sizes, compare)
+            results.append(res)
+            if evidence is not None:
+                wrong.append(evidence + (dtype,))
+                wrong_results.append(res)
     report = Report(tgt.name, tgt.kind, build, results)
     if wrong:
         report.diagnosis = _diagnose(wrong, tgt.kind, wrong_results)
