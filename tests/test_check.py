@@ -82,6 +82,20 @@ def test_rejects_each_known_fault_and_names_it(fault):
 def test_adamw_doing_l2_is_decay_swapped():
     report = kit.check(WrongAdamW, kind="adamw", quick=True)
     assert not report.ok and report.diagnosis["fault"] == "decay-swapped", report.format()
+    assert "pass --kind adam" in report.format()
+
+
+def test_a_step_that_raises_is_wrong_and_says_so():
+    class CrashesAtLr0(PlainAdam):
+        def bias_corrections(self, beta1, beta2, t):
+            if self.param_groups[0]["lr"] == 0:
+                raise ZeroDivisionError("lr is 0")
+            return super().bias_corrections(beta1, beta2, t)
+
+    report = kit.check(CrashesAtLr0, quick=True)
+    wrong = [r for r in report.results if r.verdict == "wrong"]
+    assert wrong and all(r.case == "lr=0" for r in wrong)
+    assert wrong[0].note == "raised ZeroDivisionError: lr is 0"
 
 
 def eps_outside_max(p, g, m, u, t, *, lr, beta1, beta2, eps, weight_decay, maximize):
