@@ -29,25 +29,33 @@ so overflow to inf and underflow happen where they happen in the target.
 Beside every value the shadow carries a first-order *running error bound*
 ``e`` for the distance between any two implementations that round each
 operation to within ``u`` of its result (``u = eps(target) + eps(shadow)``:
-one ulp, so a faithfully rounded sqrt is allowed; plus the shadow's own
+one ulp, so a faithfully rounded sqrt is allowed, plus the shadow's own
 rounding), with every hyperparameter computed in double and rounded once, as
-PyTorch does.  With ``w = 1 - beta1``, ``d = sqrt(v)/sqrt(bc2) + eps``::
+PyTorch does.  With ``w = 1 - beta1``, ``d = sqrt(v)/sqrt(bc2) + eps`` and the
+step ``s = (lr/bc1) m/d``::
 
-    e_g <- wd e_p + u (2 wd |p| + |g|)                       L2 decay
-    e_m <- beta1 e_m + w e_g + 4u (max(beta1, w) |m| + w |g|)   (also m + w (g - m))
+    e_g <- wd e_p + u (2 wd |p| + |g|)                          L2 decay
+    e_m <- beta1 e_m + w e_g + 4u (max(beta1, w) |m| + w |g|)
     e_v <- beta2 e_v + (1 - beta2)(2 |g| e_g + e_g^2) + 4u v
-    e_d <- (sqrt(v + e_v) - sqrt(v - e_v)) / sqrt(bc2) + u(3 sqrt(v)/sqrt(bc2) + d + eps)
-    e_p <- e_p + (lr/bc1)(e_m / (d - e_d) + |m| e_d / (d (d - e_d))) + 3u |step| + u |p|
+    e_d <- (sqrt(v + e_v) - sqrt(v - e_v))/sqrt(bc2) + u (3 sqrt(v)/sqrt(bc2) + d + eps)
+    e_p <- e_p + (lr/bc1)(e_m/(d - e_d) + |m| e_d/(d (d - e_d))) + 3u |s| + u |p|
 
-plus one smallest subnormal per operation (underflow), and the relative error
-of ``1 - beta^t`` computed in double (``eps64 beta^t / (1 - beta^t)``).  Where
-``d - e_d <= 0`` no precision-``u`` implementation can be held to anything and
-the element is not checked (counted as unchecked).  A fault moves an element by
-far more than this bound; PyTorch's three code paths stay far inside it.
+(each term: the propagated error of the inputs, then a few roundings of the
+sizes of the terms added; ``max(beta1, w)`` allows ``m + w (g - m)`` as well
+as torch's lerp), plus one smallest subnormal per operation (underflow), and
+the relative error of ``1 - beta^t`` computed in double (``eps64 beta^t / (1 -
+beta^t)``).  The constants are generous: PyTorch's for-loop, foreach and fused
+paths use at most ~0.4 of the bound on this matrix, a fault typically 10^2 to
+10^15 times it.  Where ``d - e_d <= 0`` no precision-``u`` implementation can
+be held to anything and the element is not checked (counted as unchecked).
 Where the shadow is NaN or infinite the target must be too (after a NaN or
-inf gradient, ``v_max`` is not checked: ``max(v_max, NaN)`` is NaN or
+inf gradient ``v_max`` is not checked: ``max(v_max, NaN)`` is NaN or
 ``v_max`` depending on the instruction, even inside PyTorch's fused kernel).
-
+Where the stored ``v`` overflows, a correct target may divide by the inf
+(PyTorch: step 0) or by the value before it was rounded (a target computing in
+float64 inside): any step between is accepted.  Long runs start from a
+prepared state at step ``t0`` (``state["step"]`` for torch optimizers, ``t``
+for step functions), so ``t = 1e6`` costs a few steps.
 Usage::
 
     python -m adamref.check torch.optim:Adam --kwargs '{"fused": true}'
