@@ -512,9 +512,9 @@ def _slices(sizes):
 _TORCH_KEYS = {"m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq", "u": "exp_inf"}
 
 
-def _constructor_args(h: dict, kind: str, cls) -> dict:
-    """Keyword arguments for ``cls`` (torch's Adam constructor) for hyperparameters ``h``;
-    flags that are off are left out, so a class without them still runs the other cases."""
+def _constructor_args(h: dict, kind: str) -> dict:
+    """Keyword arguments for torch's Adam constructor for hyperparameters ``h``; flags
+    that are off are left out, so a class without them still runs the other cases."""
     args = dict(lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"],
                 weight_decay=h["weight_decay"])
     if h.get("amsgrad"):
@@ -526,30 +526,23 @@ def _constructor_args(h: dict, kind: str, cls) -> dict:
     return args
 
 
-def _run_optimizer(cls, kwargs: dict, inp: Inputs, h: dict, kind: str) -> dict:
-    """Run ``cls`` over the case; return ``p`` and the torch state arrays it keeps."""
+def _state_names(kind: str, h: dict) -> tuple:
+    if kind == "adamax":
+        return ("m", "u")
+    return ("m", "v", "v_max") if h.get("amsgrad") else ("m", "v")
+
+
+def _prepare_state(opt, params, inp: Inputs, names: tuple) -> None:
+    """Put the state after ``t0`` steps where torch keeps it (``step`` a float32 tensor)."""
     import torch
 
-    params = [torch.tensor(inp.p0[s]).requires_grad_() for s in _slices(inp.sizes)]
-    try:
-        opt = cls(params, **_constructor_args(h, kind, cls), **kwargs)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise Unsupported(f"constructor: {exc}") from None
-    names = ("m", "u") if kind == "adamax" else ("m", "v", "v_max")
-    if inp.t0:
-        for s, q in zip(_slices(inp.sizes), params):
-            state = {"step": torch.tensor(float(inp.t0), dtype=torch.float32)}
-            for name in names:
-                if name != "v_max" or h.get("amsgrad"):
-                    state[_TORCH_KEYS[name]] = torch.tensor(inp.state0[name][s])
-            opt.state[q] = state
-    try:
-        for g in inp.grads:
-            for s, q in zip(_slices(inp.sizes), params):
-                q.grad = torch.tensor(g[s])
-            opt.step()
-    except NotImplementedError as exc:
-        raise Unsupported(f"step: NotImplementedError: {exc}") from None
+    for s, q in zip(_slices(inp.sizes), params):
+        opt.state[q] = {"step": torch.tensor(float(inp.t0), dtype=torch.float32)}
+        opt.state[q].update({_TORCH_KEYS[n]: torch.tensor(inp.state0[n][s]) for n in names})
+
+
+def _read_state(opt, params, inp: Inputs, names: tuple) -> dict:
+    """``p`` and every state array the optimizer keeps under torch's keys, concatenated."""
     out = {"p": np.concatenate([q.detach().numpy() for q in params])}
     for name in names:
         key = _TORCH_KEYS[name]
@@ -561,6 +554,33 @@ def _run_optimizer(cls, kwargs: dict, inp: Inputs, h: dict, kind: str) -> dict:
             raise Unsupported("does not continue from torch's state layout "
                               "(state['step'], 'exp_avg', ...)")
     return out
+
+
+def _run_optimizer(cls, kwargs: dict, inp: Inputs, h: dict, kind: str) -> dict:
+    """Run ``cls`` over the case, one tensor per size; return ``p`` and its state arrays.
+
+    A constructor that refuses the configuration (``TypeError``, ``ValueError``,
+    ``RuntimeError``) or a step that raises ``NotImplementedError`` makes it
+    :class:`Unsupported`; anything else a step raises is the target's failure.
+    """
+    import torch
+
+    params = [torch.tensor(inp.p0[s]).requires_grad_() for s in _slices(inp.sizes)]
+    try:
+        opt = cls(params, **_constructor_args(h, kind), **kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise Unsupported(f"constructor: {exc}") from None
+    names = _state_names(kind, h)
+    if inp.t0:
+        _prepare_state(opt, params, inp, names)
+    try:
+        for g in inp.grads:
+            for s, q in zip(_slices(inp.sizes), params):
+                q.grad = torch.tensor(g[s])
+            opt.step()
+    except NotImplementedError as exc:
+        raise Unsupported(f"step: NotImplementedError: {exc}") from None
+    return _read_state(opt, params, inp, names)
 
 
 def _run_step_function(fn, inp: Inputs, h: dict, kind: str) -> dict:
