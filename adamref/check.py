@@ -632,19 +632,44 @@ def _torch_fused(inp: Inputs, h: dict, kind: str):
 
 # ---------------------------------------------------------------- judging
 class _Judgement(NamedTuple):
-    ok: np.ndarray            # per array: element within bound (or unchecked)
+    ok: dict                  # per array: element within bound (or unchecked)
     checked: dict             # per array: element checked
     ulps: float               # worst |diff| / (eps scale) over checked finite elements
     used: float               # worst |diff| / bound
     worst: dict | None        # the worst element (array, index, got, expected, allowed)
 
 
-def _judge(out: dict, sh: _Shadow, inp: Inputs, dtype) -> tuple:
-    """Each checked element within its bound? Return (ok mask, checked mask, stats)."""
-    eps_t = float(np.finfo(dtype).eps)
+def _judge_array(a, x, e, scale, dtype, skip):
+    """One array against the shadow: ``(ok, checked, ulps, bound used, badness)``.
+
+    A finite expected value ``x`` needs ``|a - x| <= e`` (or ``a`` = inf of
+    ``x``'s sign when ``|x| + e`` reaches the overflow threshold); a non-finite
+    one needs ``a`` non-finite.  Elements with an infinite bound, and ``skip``,
+    are not checked.  ``badness`` ranks the failures (inf for a wrong class).
+    """
+    with np.errstate(all="ignore"):
+        diff = np.abs(a - x)
+        fin = np.isfinite(x)
+        overflowed = np.isinf(a) & (np.abs(x) + e >= np.finfo(dtype).max) \
+            & (np.sign(a) == np.sign(x))
+        ok = np.where(fin, (diff <= e) | overflowed, ~np.isfinite(a))
+        checked = ~(fin & ~np.isfinite(e)) & ~skip
+        ok |= ~checked
+        measured = checked & fin & np.isfinite(a)
+        ulps = np.where(measured, diff / (np.finfo(dtype).eps * np.maximum(scale, 1e-300)), 0)
+        used = np.where(measured & (e > 0), diff / e, 0)
+        badness = np.where(ok, -1.0, np.where(measured, used, np.inf))
+    return ok, checked, ulps, used, badness
+
+
+def _judge(out: dict, sh: _Shadow, inp: Inputs, dtype) -> _Judgement:
+    """Every array the target returned against the shadow (see :func:`_judge_array`).
+
+    After a NaN or inf gradient ``v_max`` is not checked; elements whose ``v``
+    overflowed (``sh.wide``) are checked but left out of the ulp statistics.
+    """
     bad_input = ~np.isfinite(inp.grads).all(axis=0)
-    big = np.finfo(dtype).max
-    oks, checked, ulps, used, worst = {}, {}, 0.0, 0.0, None
+    oks, checked, ulps, used, worst, worst_badness = {}, {}, 0.0, 0.0, None, -1.0
     for name, x in sh.x.items():
         if name not in out:
             continue
@@ -652,26 +677,16 @@ def _judge(out: dict, sh: _Shadow, inp: Inputs, dtype) -> tuple:
         if a.shape != x.shape:
             raise Unsupported(f"{name} has shape {a.shape}, expected {x.shape}")
         a = a.astype(x.dtype)
-        e = sh.e[name]
-        with np.errstate(all="ignore"):
-            diff = np.abs(a - x)
-            fin = np.isfinite(x)
-            within = (diff <= e) | (np.isinf(a) & (np.abs(x) + e >= big) & (np.sign(a) == np.sign(x)))
-            ok = np.where(fin, within, ~np.isfinite(a))
-            chk = ~(fin & ~np.isfinite(e))
-            if name == "v_max":
-                chk &= ~bad_input
-            ok |= ~chk
-            finite = chk & fin & np.isfinite(a) & ~sh.wide
-            k = np.where(finite, diff / (eps_t * np.maximum(sh.scale[name], 1e-300)), 0)
-            r = np.where(finite & (e > 0), diff / e, 0)
+        skip = bad_input if name == "v_max" else np.zeros(x.shape, bool)
+        ok, chk, k, r, badness = _judge_array(a, x, sh.e[name], sh.scale[name], dtype, skip)
         oks[name], checked[name] = ok, chk
-        ulps, used = max(ulps, float(k.max(initial=0))), max(used, float(r.max(initial=0)))
-        if not ok.all() and worst is None:
-            i = int(np.flatnonzero(~ok)[np.argmax(np.where(~ok, np.nan_to_num(r, nan=np.inf,
-                                                                              posinf=np.inf), 0)[~ok])])
+        ulps = max(ulps, float(k[~sh.wide].max(initial=0)))
+        used = max(used, float(r[~sh.wide].max(initial=0)))
+        i = int(np.argmax(badness)) if badness.size else 0
+        if badness.size and badness[i] > worst_badness:
+            worst_badness = badness[i]
             worst = dict(array=name, index=i, got=float(a[i]), expected=float(x[i]),
-                         allowed=float(e[i]))
+                         allowed=float(sh.e[name][i]))
     return _Judgement(oks, checked, ulps, used, worst)
 
 
