@@ -47,8 +47,9 @@ the relative error of ``1 - beta^t`` computed in double (``eps64 beta^t / (1 -
 beta^t)``).  The constants are generous: PyTorch's for-loop, foreach and fused
 paths use at most ~0.4 of the bound on this matrix; each fault in
 ``tests/wrong_adams.py`` exceeds it by 10^12 to 10^16 in its most revealing
-configuration (by as little as 1.1 in its least).  Where ``d - e_d <= 0`` no precision-``u`` implementation can
-be held to anything and the element is not checked (counted as unchecked).
+configuration (by as little as 1.1 in its least).  Where ``d - e_d <= 0`` no
+precision-``u`` implementation can be held to anything and the element is not
+checked (counted as unchecked).
 Where the shadow is NaN or infinite the target must be too (after a NaN or
 inf gradient ``v_max`` is not checked: ``max(v_max, NaN)`` is NaN or
 ``v_max`` depending on the instruction, even inside PyTorch's fused kernel).
@@ -800,57 +801,66 @@ class Report:
                     results=[dataclasses.asdict(r) for r in self.results])
 
     def format(self, rows: int = 12) -> str:
-        """A summary a person can read: the worst cases, then the diagnosis."""
+        """A summary a person can read: the ``rows`` worst configurations (all if
+        ``rows <= 0``), the counts, the worst element, the diagnosis, the verdict."""
         b = self.build
         lines = [f"adamref.check {self.target} (kind {self.kind})",
                  f"build: torch {b.get('torch')} CPU capability {b.get('cpu_capability')}, "
                  f"numpy {b.get('numpy')}; bitwise = identical to {b.get('bitwise_against')}",
                  ""]
-        head = ("configuration", "verdict", "ulps", "error/allowed", "diagnosis")
-        table = [head]
         shown = self.worst() if rows <= 0 else self.worst()[:rows]
-        for r in shown:
-            used = "-" if r.verdict == "skipped" else (
-                "inf" if math.isinf(r.bound_used) else f"{r.bound_used:.2g}")
-            ulps = "-" if r.verdict == "skipped" else f"{r.ulps:.3g}"
-            diag = ", ".join(r.diagnosis) if r.diagnosis else (
-                "unrecognised" if r.verdict == "wrong" else r.note[:60])
-            table.append((r.label, r.verdict_text(), ulps, used, diag))
-        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-        for row in table:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-        hidden = len(self.results) - len(shown)
-        if hidden:
-            lines.append(f"... {hidden} more (--all shows every configuration)")
-        counts = self.counts()
-        lines.append("")
-        lines.append(f"{len(self.results)} configurations: " + ", ".join(
-            f"{counts[k]} {k if k != 'ulps' else 'within the bound'}"
-            for k in ("bitwise", "ulps", "wrong", "skipped") if k in counts)
-            + f"; worst {max((r.ulps for r in self.results if r.verdict != 'wrong'), default=0):.3g}"
-            " ulps among the right ones" + f" ({self.seconds:.1f} s)")
-        for r in self.worst():
-            if r.verdict == "wrong" and r.worst:
-                w = r.worst
-                lines.append(f"worst: {r.label}: {w['array']}[{w['index']}] = {w['got']!r}, "
-                             f"expected {w['expected']!r} +- {w['allowed']:.3g}")
-                break
-        if self.diagnosis:
-            d = self.diagnosis
-            if d["fault"]:
-                lines.append(f"diagnosis: {d['description']} [{d['fault']}] "
-                             f"(explains {d['explained']:.1%} of the checked elements "
-                             f"of the wrong configurations)")
-                if d.get("runner_up"):
-                    lines.append(f"  or: {d['runner_up']}")
-                if "decay-swapped" in d["fault"] and self.kind != "adamax":
-                    other = "adamw" if self.kind == "adam" else "adam"
-                    lines.append(f"  (if TARGET is meant to be {other}, pass --kind {other})")
-            else:
-                lines.append("diagnosis: unrecognised deviation (no known fault explains it; "
-                             f"closest: {d.get('closest')})")
+        lines += _table(shown)
+        if len(self.results) > len(shown):
+            lines.append(f"... {len(self.results) - len(shown)} more "
+                         "(--all shows every configuration)")
+        lines += ["", self._counts_line()] + self._diagnosis_lines()
         lines.append("verdict: OK" if self.ok else "verdict: WRONG")
         return "\n".join(lines)
+
+    def _counts_line(self) -> str:
+        counts = self.counts()
+        names = {"ulps": "within the bound"}
+        right = max((r.ulps for r in self.results if r.verdict in ("ulps", "bitwise")),
+                    default=0)
+        return (f"{len(self.results)} configurations: "
+                + ", ".join(f"{counts[k]} {names.get(k, k)}"
+                            for k in ("bitwise", "ulps", "wrong", "skipped") if k in counts)
+                + f"; worst {right:.3g} ulps among the right ones ({self.seconds:.1f} s)")
+
+    def _diagnosis_lines(self) -> list:
+        lines = []
+        wrong = [r for r in self.worst() if r.verdict == "wrong" and r.worst]
+        if wrong:
+            r, w = wrong[0], wrong[0].worst
+            lines.append(f"worst: {r.label}: {w['array']}[{w['index']}] = {w['got']!r}, "
+                         f"expected {w['expected']!r} +- {w['allowed']:.3g}")
+        d = self.diagnosis
+        if not d:
+            return lines
+        if not d["fault"]:
+            return lines + ["diagnosis: unrecognised deviation (no known fault explains it; "
+                            f"closest: {d.get('closest')})"]
+        lines.append(f"diagnosis: {d['description']} [{d['fault']}] (explains "
+                     f"{d['explained']:.1%} of the checked elements of the wrong configurations)")
+        if d.get("runner_up"):
+            lines.append(f"  or: {d['runner_up']}")
+        if "decay-swapped" in d["fault"] and self.kind != "adamax":
+            other = "adamw" if self.kind == "adam" else "adam"
+            lines.append(f"  (if TARGET is meant to be {other}, pass --kind {other})")
+        return lines
+
+
+def _table(results: list) -> list:
+    """The summary table's lines: configuration, verdict, ulps, error/allowed, diagnosis."""
+    rows = [("configuration", "verdict", "ulps", "error/allowed", "diagnosis")]
+    for r in results:
+        skipped = r.verdict == "skipped"
+        used = "-" if skipped else "inf" if math.isinf(r.bound_used) else f"{r.bound_used:.2g}"
+        diag = ", ".join(r.diagnosis) if r.diagnosis else (
+            "unrecognised" if r.verdict == "wrong" and not r.note else r.note[:60])
+        rows.append((r.label, r.verdict_text(), "-" if skipped else f"{r.ulps:.3g}", used, diag))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
 
 
 def _build_info() -> dict:
@@ -912,7 +922,8 @@ def _resolve(target, step: bool, kind, kwargs) -> Target:
         try:
             obj = importlib.import_module(module)
         except ImportError as exc:
-            raise CheckError(f"TARGET {target!r}: cannot import module {module!r}: {exc}") from None
+            raise CheckError(f"TARGET {target!r}: cannot import module {module!r}: "
+                             f"{exc}") from None
         for part in attr.split("."):
             try:
                 obj = getattr(obj, part)
