@@ -795,7 +795,12 @@ class Report:
         rank = {"wrong": 0, "ulps": 1, "bitwise": 2, "skipped": 3}
         return sorted(self.results, key=lambda r: (rank[r.verdict], -r.bound_used, -r.ulps))
 
+    def __str__(self) -> str:
+        return self.format()
+
     def to_json(self) -> dict:
+        """Everything, as JSON-ready types (``python -m adamref.check --json`` prints it
+        with non-finite floats as the strings "inf" and "nan")."""
         return dict(target=self.target, kind=self.kind, ok=self.ok, build=self.build,
                     counts=self.counts(), diagnosis=self.diagnosis, seconds=self.seconds,
                     results=[dataclasses.asdict(r) for r in self.results])

@@ -175,6 +175,19 @@ def test_cli_json_is_well_formed_and_exit_status_zero(capsys):
     assert report["build"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
+def test_cli_json_of_a_wrong_optimizer_is_strict_json(capsys):
+    assert kit.main(["wrong_adams:EpsInsideSqrt", "--quick", "--json", "--dtype", "float32"]) == 1
+    out = capsys.readouterr().out
+
+    def reject(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    report = json.loads(out, parse_constant=reject)
+    assert not report["ok"] and report["diagnosis"]["fault"] == "eps-inside-sqrt"
+    wrong = [r for r in report["results"] if r["verdict"] == "wrong"]
+    assert wrong and all(r["worst"]["array"] in ("p", "m", "v") for r in wrong)
+
+
 def test_cli_wrong_optimizer_exits_one_and_names_the_fault(tmp_path):
     (tmp_path / "myadam.py").write_text(textwrap.dedent("""
         import sys
