@@ -46,6 +46,9 @@ class PlainAdam(torch.optim.Optimizer):
     def maximize_sign(self, maximize):
         return -1.0 if maximize else 1.0
 
+    def after_update(self, p, lr, wd, decoupled):
+        pass
+
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
@@ -73,6 +76,7 @@ class PlainAdam(torch.optim.Optimizer):
                     if self.FAULT == "amsgrad-max-of-vhat":
                         bc2 = 1.0
                 p.addcdiv_(m, self.denominator(v, bc2, eps), value=-lr / bc1)
+                self.after_update(p, lr, wd, group["decoupled"])
 
 
 class EpsInsideSqrt(PlainAdam):
@@ -169,10 +173,30 @@ class CoefficientsFloat32(PlainAdam):
         return (torch.tensor(1.0) - torch.tensor(beta, dtype=torch.float32)).item()
 
 
+class DecayAfterUpdate(PlainAdam):
+    """AdamW's p <- (1 - lr wd) p applied to the updated parameter."""
+    FAULT = "decay-after-update"
+
+    def decay(self, p, g, lr, wd, decoupled):
+        return g if decoupled else g.add(p, alpha=wd)
+
+    def after_update(self, p, lr, wd, decoupled):
+        if wd and decoupled:
+            p.mul_(1 - lr * wd)
+
+
+class StepCountedTwice(PlainAdam):
+    FAULT = "step-count-off-by-one"
+
+    def bias_corrections(self, beta1, beta2, t):
+        return super().bias_corrections(beta1, beta2, t + 1)
+
+
 WRONG = {cls.FAULT: cls for cls in (EpsInsideSqrt, EpsHat, NoBiasCorrection, OnlyMCorrected,
                                      OnlyVCorrected, DecaySwapped, DecayNotScaledByLr,
                                      AmsgradMaxOfVhat, AmsgradIgnored, MaximizeIgnored,
-                                     BiasCorrectionFloat32, CoefficientsFloat32)}
+                                     BiasCorrectionFloat32, CoefficientsFloat32,
+                                     DecayAfterUpdate, StepCountedTwice)}
 
 
 # ---------------------------------------------------------------- right, written otherwise
