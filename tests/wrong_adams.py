@@ -40,8 +40,9 @@ class PlainAdam(torch.optim.Optimizer):
         return (v.sqrt() / math.sqrt(bc2)).add_(eps)
 
     def amsgrad_max(self, v_max, v, bc2):
+        """AMSGrad: keep ``max(v_max, v)``; return what to use for ``v`` and its correction."""
         torch.maximum(v_max, v, out=v_max)
-        return v_max
+        return v_max, bc2
 
     def maximize_sign(self, maximize):
         return -1.0 if maximize else 1.0
@@ -72,9 +73,7 @@ class PlainAdam(torch.optim.Optimizer):
                 v.mul_(beta2).addcmul_(g, g, value=self.one_minus(beta2))
                 bc1, bc2 = self.bias_corrections(beta1, beta2, t)
                 if group["amsgrad"]:
-                    v = self.amsgrad_max(state["max_exp_avg_sq"], v, bc2)
-                    if self.FAULT == "amsgrad-max-of-vhat":
-                        bc2 = 1.0
+                    v, bc2 = self.amsgrad_max(state["max_exp_avg_sq"], v, bc2)
                 p.addcdiv_(m, self.denominator(v, bc2, eps), value=-lr / bc1)
                 self.after_update(p, lr, wd, group["decoupled"])
 
@@ -137,7 +136,7 @@ class AmsgradMaxOfVhat(PlainAdam):
 
     def amsgrad_max(self, v_max, v, bc2):
         torch.maximum(v_max, v / bc2, out=v_max)
-        return v_max
+        return v_max, 1.0
 
 
 class MaximizeIgnored(PlainAdam):
@@ -163,7 +162,7 @@ class AmsgradIgnored(PlainAdam):
 
     def amsgrad_max(self, v_max, v, bc2):
         torch.maximum(v_max, v, out=v_max)
-        return v
+        return v, bc2
 
 
 class CoefficientsFloat32(PlainAdam):
