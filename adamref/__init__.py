@@ -13,7 +13,8 @@ Three backends share one API (see :mod:`adamref.reference`)::
   ``torch.optim.Adam(fused=True)`` on float32;
 - :mod:`adamref.cuda`: Numba CUDA kernels for arrays on the GPU;
 - :mod:`adamref.optim`: ``Adam``, ``AdamW`` and ``Adamax`` as drop-in
-  ``torch.optim`` optimizers on those kernels.
+  ``torch.optim`` optimizers on those kernels;
+- :mod:`adamref.check`: ``python -m adamref.check``, a conformance kit for any Adam.
 
 The chapters' helpers (problems, plots, the small optimizers of Part I,
 derivation helpers) live apart, in :mod:`adamref.lab`, with no compatibility
@@ -27,7 +28,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("reference", "cpu", "cuda", "optim", "bench", "lab")
+_SUBMODULES = ("reference", "cpu", "cuda", "optim", "check", "bench", "lab")
 
 
 def __getattr__(name):
