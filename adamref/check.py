@@ -813,9 +813,10 @@ class Report:
                     counts=self.counts(), diagnosis=self.diagnosis, seconds=self.seconds,
                     results=[dataclasses.asdict(r) for r in self.results])
 
-    def format(self, rows: int = 12) -> str:
+    def format(self, rows: int = 12, timing: bool = True) -> str:
         """A summary a person can read: the ``rows`` worst configurations (all if
-        ``rows <= 0``), the counts, the worst element, the diagnosis, the verdict."""
+        ``rows <= 0``), the counts, the worst element, the diagnosis, the verdict.
+        ``timing=False`` leaves the run time out (for stored outputs)."""
         b = self.build
         lines = [f"adamref.check {self.target} (kind {self.kind})",
                  f"build: torch {b.get('torch')} CPU capability {b.get('cpu_capability')}, "
@@ -826,11 +827,11 @@ class Report:
         if len(self.results) > len(shown):
             lines.append(f"... {len(self.results) - len(shown)} more "
                          "(--all shows every configuration)")
-        lines += ["", self._counts_line()] + self._diagnosis_lines()
+        lines += ["", self._counts_line(timing)] + self._diagnosis_lines()
         lines.append("verdict: OK" if self.ok else "verdict: WRONG")
         return "\n".join(lines)
 
-    def _counts_line(self) -> str:
+    def _counts_line(self, timing: bool = True) -> str:
         counts = self.counts()
         names = {"ulps": "within the bound"}
         right = max((r.ulps for r in self.results if r.verdict in ("ulps", "bitwise")),
@@ -838,7 +839,8 @@ class Report:
         return (f"{len(self.results)} configurations: "
                 + ", ".join(f"{counts[k]} {names.get(k, k)}"
                             for k in ("bitwise", "ulps", "wrong", "skipped") if k in counts)
-                + f"; worst {right:.3g} ulps among the right ones ({self.seconds:.1f} s)")
+                + f"; worst {right:.3g} ulps among the right ones"
+                + (f" ({self.seconds:.1f} s)" if timing else ""))
 
     def _diagnosis_lines(self) -> list:
         lines = []
