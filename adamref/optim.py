@@ -32,12 +32,12 @@ addresses of every group's tensors to the kernels.
 
 Numerics.  CPU float32 and float64 results are those of
 :func:`adamref.cpu.adam_step` applied to each tensor, bit for bit, on every
-build; on PyTorch's x86-64 AVX512 build they also equal
+build; on PyTorch's x86-64 AVX512 and AVX2 builds
+(:data:`adamref.cpu.TORCH_BITWISE_BUILDS`) they also equal
 ``torch.optim.Adam(fused=True)`` / ``AdamW(fused=True)`` bit for bit
 (``Adamax``: ``torch.optim.Adamax(foreach=False)``).  PyTorch's other builds
-(AVX2, ARM, ``ATEN_CPU_CAPABILITY=default``) round a few elements
-differently; there the agreement is within a few ulps (see
-``tests/test_optim.py``).  CUDA tensors are stepped by
+(ARM, ``ATEN_CPU_CAPABILITY=default``) round a few elements differently;
+there the agreement is within a few ulps (see ``tests/test_optim.py``).  CUDA tensors are stepped by
 :func:`adamref.cuda.adam_step_multi_tensor` (Adamax: ``adamref.cuda.adamax_step``
 per tensor).
 
