@@ -174,3 +174,20 @@ def assert_close_in_ulps(ours, theirs, scales, ulps, dtype):
                 f"{name}[{i}]: ours {a.ravel()[i]!r}, torch {b.ravel()[i]!r}, differ by "
                 f"{abs(float(a.ravel()[i]) - float(b.ravel()[i])):.3g} > {ulps} ulps of scale "
                 f"{scale.ravel()[i]:.3g} ({(~ok).sum()} of {ok.size} elements)")
+
+
+def bits(a):
+    """The bit patterns of a float32/float64 array, as unsigned integers."""
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+def assert_bitwise(ours, theirs):
+    """Two ``{name: array}`` results equal bit for bit (a NaN matched by position only)."""
+    assert set(ours) == set(theirs)
+    for name in ours:
+        a, b = ours[name].ravel(), theirs[name].ravel()
+        assert a.dtype == b.dtype
+        same = (bits(a) == bits(b)) | (np.isnan(a) & np.isnan(b))
+        bad = np.flatnonzero(~same)
+        assert bad.size == 0, (f"{name}: {bad.size} of {a.size} differ, first at {bad[0]}: "
+                               f"ours {a[bad[0]]!r}, torch {b[bad[0]]!r}")

@@ -29,8 +29,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adamref import cpu, reference
-from parity import (DEFAULT, EXTREMES, FLAGS, HYPER, assert_close_in_ulps, flag_id,
-                    gradients, run_step, shadow_scales, start, torch_adam)
+from parity import (DEFAULT, EXTREMES, FLAGS, HYPER, assert_bitwise, assert_close_in_ulps,
+                    bits, flag_id, gradients, run_step, shadow_scales, start, torch_adam)
 
 DTYPES = [np.float32, np.float64]
 SIMD_SIZES = [16, 1024, 3 * 2**14]                 # multiples of torch's vector width
@@ -40,22 +40,6 @@ BITWISE = CAPABILITY in cpu.TORCH_BITWISE_BUILDS
 #: Two correct implementations each round a step's result within about one unit of
 #: roundoff of its scale; they may drift apart by twice that per step (plus a constant).
 ULPS_PER_STEP = 2
-
-
-def bits(a):
-    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
-
-
-def assert_bitwise(ours, theirs):
-    """Equal bit for bit (NaNs by position)."""
-    assert set(ours) == set(theirs)
-    for name in ours:
-        a, b = ours[name].ravel(), theirs[name].ravel()
-        assert a.dtype == b.dtype
-        same = (bits(a) == bits(b)) | (np.isnan(a) & np.isnan(b))
-        bad = np.flatnonzero(~same)
-        assert bad.size == 0, (f"{name}: {bad.size} of {a.size} differ, first at {bad[0]}: "
-                               f"ours {a[bad[0]]!r}, torch {b[bad[0]]!r}")
 
 
 def assert_matches_torch(ours, theirs, p0, grads, hyper, adamax=False):

@@ -6,13 +6,12 @@ Two claims, checked separately:
   per group) equals :func:`adamref.cpu.adam_step` applied to each tensor on
   its own, with that tensor's own step count, bit for bit.
 * Against PyTorch, how close depends on PyTorch's build
-  (``torch.backends.cpu.get_cpu_capability()``): on ``AVX512`` every element
-  equals ``torch.optim.Adam(fused=True)`` / ``AdamW(fused=True)`` /
-  ``Adamax(foreach=False)`` bit for bit; on ``AVX2`` every element but each
-  tensor's last ``n mod 16``, those held to 4 ulps (every element, where
-  ``adamref.cpu.TORCH_BITWISE_BUILDS`` names AVX2); on other builds
-  (``DEFAULT``, ARM) each element is within ``4 * steps + 8`` ulps of the
-  scale of the terms it was built from (``parity.shadow_scales``).
+  (``torch.backends.cpu.get_cpu_capability()``): on the builds in
+  ``adamref.cpu.TORCH_BITWISE_BUILDS`` (AVX512, AVX2) every element equals
+  ``torch.optim.Adam(fused=True)`` / ``AdamW(fused=True)`` /
+  ``Adamax(foreach=False)`` bit for bit; on other builds (``DEFAULT``, ARM)
+  each element is within ``4 * steps + 8`` ulps of the scale of the terms it
+  was built from (``parity.shadow_scales``).
 """
 
 import copy
@@ -25,12 +24,10 @@ import pytest
 import torch
 
 from adamref import cpu, optim
+import parity
 from parity import assert_close_in_ulps, gradients, shadow_scales
 
 CAPABILITY = torch.backends.cpu.get_cpu_capability()
-#: The builds on which every element is held bit for bit (``cpu.TORCH_BITWISE_BUILDS``
-#: where the package states it; AVX512 otherwise, AVX2 then held as below).
-BITWISE_BUILDS = getattr(cpu, "TORCH_BITWISE_BUILDS", ("AVX512",))
 SIZES = [1, 7, 8, 13, 16, 100, 1000, 4096 + 13, 70_001]      # several n mod 8 and n mod 16
 DTYPES = [torch.float32, torch.float64]
 FLAGS = [dict(), dict(weight_decay=0.1), dict(amsgrad=True, maximize=True),
@@ -79,29 +76,22 @@ def arrays(params, opt):
 
 
 def assert_bitwise(ours, theirs):
+    """Per tensor: the same step count, and every array equal bit for bit."""
+    assert len(ours) == len(theirs)
     for i, (a, b) in enumerate(zip(ours, theirs)):
-        assert set(a) == set(b), i
-        for k in a:
-            same = (np.asarray(a[k]) == np.asarray(b[k])) | (np.isnan(a[k]) & np.isnan(b[k]))
-            assert np.all(same), f"tensor {i} ({np.size(a[k])} elements): {k} differs"
+        assert a["step"] == b["step"], f"tensor {i}: step {a['step']} != {b['step']}"
+        parity.assert_bitwise({k: x for k, x in a.items() if k != "step"},
+                              {k: x for k, x in b.items() if k != "step"})
 
 
 def assert_matches_torch(ours, theirs, p0=None, grads=None, hyper_of=None, adamax=False):
-    """Bitwise on ``BITWISE_BUILDS``; else on AVX2 all but each tensor's last n mod 16,
-    those to 4 ulps; elsewhere each element within ``4 * steps + 8`` ulps of its scale
-    (``parity.shadow_scales`` of tensor ``i``'s inputs and hyperparameters ``hyper_of(i)``)."""
-    if CAPABILITY in BITWISE_BUILDS:
+    """Bitwise on ``cpu.TORCH_BITWISE_BUILDS``; elsewhere each element within
+    ``4 * steps + 8`` ulps of its scale (``parity.shadow_scales`` of tensor ``i``'s
+    inputs and hyperparameters ``hyper_of(i)``)."""
+    if CAPABILITY in cpu.TORCH_BITWISE_BUILDS:
         return assert_bitwise(ours, theirs)
     for a, b in zip(ours, theirs):
         assert a["step"] == b["step"] and set(a) == set(b)
-    if CAPABILITY == "AVX2":
-        for a, b in zip(ours, theirs):
-            for k in set(a) - {"step"}:
-                x, y = a[k].ravel(), b[k].ravel()
-                head = x.size - x.size % 16
-                assert np.array_equal(x[:head], y[:head]), k
-                np.testing.assert_array_max_ulp(x[head:], y[head:], maxulp=4)
-        return None
     if hyper_of is None:
         pytest.skip(f"this check's torch side holds on torch's x86 builds (AVX512, AVX2) "
                     f"only; this one is {CAPABILITY}")
@@ -560,9 +550,9 @@ def test_bad_param_group_is_refused_and_the_optimizer_unchanged():
 
 
 # ---------------------------------------------------------------- a real model
-@pytest.mark.skipif(CAPABILITY not in BITWISE_BUILDS,
+@pytest.mark.skipif(CAPABILITY not in cpu.TORCH_BITWISE_BUILDS,
                     reason=f"bit-for-bit training equality with torch fused holds on torch's "
-                           f"{'/'.join(BITWISE_BUILDS)} builds; this is {CAPABILITY}")
+                           f"{'/'.join(cpu.TORCH_BITWISE_BUILDS)} builds; this is {CAPABILITY}")
 @pytest.mark.parametrize("ours_cls,torch_cls", [(optim.Adam, torch.optim.Adam),
                                                 (optim.AdamW, torch.optim.AdamW)],
                          ids=["Adam", "AdamW"])
