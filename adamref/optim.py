@@ -74,7 +74,7 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
-from adamref import _distributed, cpu
+from adamref import cpu
 
 __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 
@@ -175,8 +175,6 @@ def _gradient_addresses(name, rows, params):
             addresses.append(0)
             continue
         g = _grad(name, p, params)
-        if _distributed.is_sharded(p) or _distributed.is_sharded(g):   # FSDP2: the local shard
-            g = _distributed.shard(g, p, f"adamref.optim.{name}: the gradient of a parameter")
         if not g.is_contiguous():
             g = g.contiguous()
             keep.append(g)
@@ -198,8 +196,7 @@ class _Table:
         self.threads = numba.get_num_threads()
         self.rows = [p for p in params if p in opt.state and opt.state[p]]
         self.stateless = [p for p in params if not (p in opt.state and opt.state[p])]
-        local = _distributed.local                 # a DTensor's local shard, else the tensor
-        self.p_addresses = [local(p).data_ptr() for p in self.rows]
+        self.p_addresses = [p.data_ptr() for p in self.rows]
         keys = self.keys = opt._state_keys(group)
         entries, self.written = [], []         # written: the parameters, for autograd's versions
         self.keep = []                         # the state tensors the table points into
@@ -207,10 +204,8 @@ class _Table:
             state = opt.state[p]
             tensors = [_state_tensor(state, key) for key in keys]
             step = _step_tensor(state)
-            shards = [_distributed.shard(t, p, f"adamref.optim: state[{key!r}]")
-                      for t, key in zip(tensors, keys)]
-            entries.append((local(p).data_ptr(), *(t.data_ptr() for t in shards),
-                            *([0] * (3 - len(tensors))), step.data_ptr(), local(p).numel()))
+            entries.append((p.data_ptr(), *(t.data_ptr() for t in tensors),
+                            *([0] * (3 - len(tensors))), step.data_ptr(), p.numel()))
             self.keep += [*tensors, step]
             self.written.append(p)
         self.table = cpu.MultiTensorTable(entries, np.dtype(str(params[0].dtype)[6:]),
@@ -237,15 +232,10 @@ class _Table:
         addresses = []
         append = addresses.append
         strided = torch.strided
-        local, tensor = _distributed.local, torch.Tensor
         for p, address in zip(self.rows, self.p_addresses):
-            if local(p).data_ptr() != address:
+            if p.data_ptr() != address:
                 return None
             g = p.grad
-            if g is not None and type(g) is not tensor:     # a DTensor (FSDP2): its shard
-                g = local(g)
-                if type(g) is not tensor or g.shape != local(p).shape:
-                    return None                             # the checked path
             if g is None:
                 append(0)
             elif g.layout is strided and g.is_contiguous():

@@ -70,6 +70,8 @@ def ours_run(kind, p0, grads, hyper, mu_dtype=np.float32):
 def shadow_scales(kind, p0, grads, hyper):
     """Per-element magnitude of the terms each of p, m, v was summed from (float64).
 
+    ``hyper["lr"]`` may be a sequence, one learning rate per step (a scheduler).
+
     Written from the papers' equations (Dozat 2016, eq. for n-bar/m-bar with
     torch's mu_t schedule; Liu et al. 2020, Algorithm 2), not from the code
     under test: ``a = |g| (+ wd scale(p))`` enters m and v as in Adam, and
@@ -84,7 +86,9 @@ def shadow_scales(kind, p0, grads, hyper):
     p_scale = np.abs(p)
     prod = 1.0
     rho_inf = 2 / (1 - b2) - 1
+    lrs = np.broadcast_to(hyper["lr"], len(grads))    # a sequence: that step's lr
     for t, g in enumerate(grads, start=1):
+        lr = float(lrs[t - 1])
         g = g.astype(np.float64) * (-1 if hyper.get("maximize") else 1)
         a = np.abs(g)
         if wd and dec:
@@ -280,3 +284,270 @@ def test_radam_bad_input_raises_naming_it_and_changes_nothing(case):
     for k, x in zip(("p", "g", "m", "v", "t"), args):
         if k in before:
             assert np.array_equal(x, before[k]), k
+
+
+# ---------------------------------------------------------------- adamref.optim.NAdam, RAdam
+import copy        # noqa: E402
+import inspect     # noqa: E402
+import io          # noqa: E402
+
+from adamref import optim  # noqa: E402
+
+CLASSES = {"nadam": (optim.NAdam, torch.optim.NAdam),
+           "radam": (optim.RAdam, torch.optim.RAdam)}
+OPTIM_FLAGS = [dict(), dict(weight_decay=0.1),
+               dict(weight_decay=0.1, decoupled_weight_decay=True),
+               dict(maximize=True, momentum_decay=0.05)]
+
+
+def _problem(seed, sizes, steps, dtype, none=0.0):
+    rng = np.random.default_rng(seed)
+    p0 = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    grads = [gradients(rng, n, steps, dtype, low=-4, high=2) for n in sizes]
+    missing = rng.random((steps, len(sizes))) < none
+    return p0, [[None if missing[t, i] else grads[i][t] for i in range(len(sizes))]
+                for t in range(steps)]
+
+
+def _train(make, p0, grads, groups=None, on_step=None, opt=None, params=None):
+    params = params or [torch.nn.Parameter(torch.tensor(p)) for p in p0]
+    groups = groups or [{}]
+    per = -(-len(params) // len(groups))
+    opt = opt or make([dict(g, params=params[i * per:(i + 1) * per])
+                       for i, g in enumerate(groups)])
+    for gs in grads:
+        for p, g in zip(params, gs):
+            p.grad = None if g is None else torch.tensor(g)
+        opt.step()
+        if on_step is not None:
+            on_step()
+    return params, opt
+
+
+def _arrays(params, opt):
+    out = []
+    for p in params:
+        st = opt.state[p]
+        a = {"p": p.detach().numpy().copy()}
+        if st:
+            a.update(m=st["exp_avg"].numpy().copy(), v=st["exp_avg_sq"].numpy().copy(),
+                     step=float(st["step"]))
+            if "mu_product" in st:
+                a["mu_product"] = st["mu_product"].numpy().copy()
+        out.append(a)
+    return out
+
+
+def _assert_close(kind, ours, theirs, p0, grads, hyper_of):
+    """Per tensor: same step count and mu_product bits; p, m, v within 2 * steps ulps of
+    the shadow scale of the gradients that tensor saw, with its group's options."""
+    assert len(ours) == len(theirs)
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert set(a) == set(b), i
+        seen = [gs[i] for gs in grads if gs[i] is not None]
+        if not seen:
+            np.testing.assert_array_equal(a["p"], p0[i])
+            continue
+        assert a.pop("step") == b.pop("step") == len(seen)
+        if kind == "nadam":
+            assert a.pop("mu_product").tobytes() == b.pop("mu_product").tobytes()
+        scales = shadow_scales(kind, p0[i], np.stack(seen), hyper_of(i))
+        assert_close_in_ulps(a, b, scales, 2 * len(seen), a["p"].dtype)
+
+
+def _reference_hyper(kind, options):
+    h = dict(NADAM if kind == "nadam" else RADAM)
+    h.update({k: v for k, v in options.items() if k in h or k in ("weight_decay", "maximize")})
+    if "decoupled_weight_decay" in options:
+        h["decoupled"] = options["decoupled_weight_decay"]
+    if kind == "radam":
+        h.pop("momentum_decay", None)
+    return h
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("flags", OPTIM_FLAGS, ids=str)
+@pytest.mark.parametrize("kind", ["nadam", "radam"])
+def test_optim_matches_torch_with_groups_and_none_grads(kind, flags, dtype):
+    """Two groups with their own lr, some gradients None (that tensor skips the step)."""
+    ours_cls, torch_cls = CLASSES[kind]
+    if kind == "radam":
+        flags = {k: v for k, v in flags.items() if k != "momentum_decay"}
+    p0, grads = _problem(21, [1, 13, 300, 1000 + 7], 30, dtype, none=0.2)
+    groups = [dict(lr=3e-2), dict(lr=1e-3, eps=1e-6)]
+    ours = _arrays(*_train(lambda g: ours_cls(g, **flags), p0, grads, groups))
+    theirs = _arrays(*_train(lambda g: torch_cls(g, foreach=False, **flags), p0, grads,
+                             groups))
+
+    def hyper_of(i):
+        return _reference_hyper(kind, dict(flags, **groups[i // 2]))
+    _assert_close(kind, ours, theirs, p0, grads, hyper_of)
+
+
+@pytest.mark.parametrize("kind", ["nadam", "radam"])
+def test_optim_is_the_reference_per_tensor(kind):
+    """Each tensor is stepped by the reference with its own step count, bit for bit."""
+    p0, grads = _problem(22, [5, 64], 12, np.float32, none=0.3)
+    ours = _arrays(*_train(lambda g: CLASSES[kind][0](g, weight_decay=0.01), p0, grads))
+    for i, a in enumerate(ours):
+        seen = np.stack([gs[i] for gs in grads if gs[i] is not None])
+        ref = ours_run(kind, p0[i], seen, _reference_hyper(kind, dict(weight_decay=0.01)))
+        for name in ref:
+            assert a[name].tobytes() == ref[name].tobytes(), (i, name)
+
+
+@pytest.mark.parametrize("kind", ["nadam", "radam"])
+def test_optim_follows_a_scheduler_like_torch(kind):
+    ours_cls, torch_cls = CLASSES[kind]
+    p0, grads = _problem(23, [100, 33], 20, np.float32)
+    results = []
+    for make in (lambda g: ours_cls(g, lr=1e-2),
+                 lambda g: torch_cls(g, lr=1e-2, foreach=False)):
+        holder = {}
+
+        def build(groups):
+            opt = make(groups)
+            holder["s"] = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.8)
+            return opt
+        params, opt = _train(build, p0, grads, on_step=lambda: holder["s"].step())
+        results.append((_arrays(params, opt), opt.param_groups[0]["lr"]))
+    (ours, lr_ours), (theirs, lr_theirs) = results
+    assert lr_ours == lr_theirs == pytest.approx(1e-2 * 0.8 ** 20)
+    lrs = 1e-2 * 0.8 ** np.arange(20)                 # the lr each step ran with
+    _assert_close(kind, ours, theirs, p0, grads,
+                  lambda i: _reference_hyper(kind, dict(lr=lrs)))
+
+
+@pytest.mark.parametrize("kind", ["nadam", "radam"])
+def test_constructors_are_torchs(kind):
+    def described(cls):
+        return [(p.name, p.kind, p.default)
+                for p in inspect.signature(cls.__init__).parameters.values()]
+    ours_cls, torch_cls = CLASSES[kind]
+    assert described(ours_cls) == described(torch_cls)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["nadam", "radam"])
+def test_state_dict_layout_is_torchs(kind, dtype):
+    sds = []
+    for cls, kw in ((CLASSES[kind][0], {}), (CLASSES[kind][1], dict(foreach=False))):
+        p = torch.nn.Parameter(torch.linspace(-1, 1, 5, dtype=dtype))
+        opt = cls([p], weight_decay=0.1, **kw)
+        for _ in range(3):
+            p.grad = torch.linspace(1, 2, 5, dtype=dtype)
+            opt.step()
+        sds.append(opt.state_dict())
+    ours, theirs = sds
+    # foreach: torch keeps what it was given (False here), ours None (never foreach)
+    assert [dict(g, foreach=None) for g in ours["param_groups"]] == \
+           [dict(g, foreach=None) for g in theirs["param_groups"]]
+    assert list(ours["state"][0]) == list(theirs["state"][0])
+    for key, t in theirs["state"][0].items():
+        o = ours["state"][0][key]
+        assert (o.dtype, o.shape, o.device) == (t.dtype, t.shape, t.device), key
+    for key in ("step", "mu_product"):
+        if key in theirs["state"][0]:
+            assert ours["state"][0][key].dtype == torch.float32
+            assert torch.equal(ours["state"][0][key], theirs["state"][0][key]), key
+
+
+def _saved(opt):
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("kind", ["nadam", "radam"])
+def test_state_dict_moves_between_ours_and_torch_mid_run_both_ways(kind):
+    """Run 5 steps in one, save through torch.save/torch.load(weights_only=True), load into
+    the other and run 7 more: the result is within the bound of 12 straight torch steps."""
+    ours_cls, torch_cls = CLASSES[kind]
+    kw = dict(lr=1e-2, weight_decay=0.1)
+    p0, grads = _problem(24, [1000 + 3, 16, 5], 12, np.float32, none=0.1)
+    makers = {"ours": lambda g: ours_cls(g, **kw),
+              "torch": lambda g: torch_cls(g, foreach=False, **kw)}
+    straight = _arrays(*_train(makers["torch"], p0, grads))
+    hyper_of = lambda i: _reference_hyper(kind, kw)            # noqa: E731
+    for first, second in (("ours", "torch"), ("torch", "ours")):
+        params, opt = _train(makers[first], p0, grads[:5])
+        loaded = _saved(opt)
+        opt2 = makers[second]([{"params": params}])
+        opt2.load_state_dict(copy.deepcopy(loaded))
+        params, opt2 = _train(None, p0, grads[5:], opt=opt2, params=params)
+        _assert_close(kind, _arrays(params, opt2), copy.deepcopy(straight), p0, grads,
+                      hyper_of)
+
+
+def test_torch_checkpoint_with_python_number_step_and_mu_product_loads():
+    """Old checkpoints stored step and mu_product as numbers: made tensors, like torch."""
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = optim.NAdam([p])
+    p.grad = torch.ones(4)
+    opt.step()
+    sd = opt.state_dict()
+    state = sd["state"][0]
+    state["step"], state["mu_product"] = 1.0, float(state["mu_product"])
+    opt2 = optim.NAdam([p])
+    opt2.load_state_dict(sd)
+    opt2.step()
+    assert float(opt2.state[p]["step"]) == 2.0
+    assert opt2.state[p]["mu_product"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", ["nadam", "radam"])
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lr=-1.0), "Invalid learning rate"), (dict(eps=-1.0), "Invalid epsilon"),
+    (dict(betas=(1.0, 0.9)), "index 0"), (dict(betas=(0.9, -0.1)), "index 1"),
+    (dict(weight_decay=-1.0), "weight_decay"), (dict(foreach=True), "foreach"),
+    (dict(capturable=True), "capturable"), (dict(differentiable=True), "differentiable")],
+    ids=str)
+def test_bad_hyperparameters_raise_like_torch(kind, kwargs, match):
+    p = torch.nn.Parameter(torch.ones(3))
+    with pytest.raises(ValueError, match=match):
+        CLASSES[kind][0]([p], **kwargs)
+    if kwargs.get("foreach") or kwargs.get("capturable") or kwargs.get("differentiable"):
+        return
+    with pytest.raises(ValueError, match=match):
+        CLASSES[kind][1]([p], **kwargs)
+
+
+def test_bad_momentum_decay_raises_like_torch():
+    p = torch.nn.Parameter(torch.ones(3))
+    for cls in CLASSES["nadam"]:
+        with pytest.raises(ValueError, match="Invalid momentum_decay value"):
+            cls([p], momentum_decay=-0.1)
+
+
+@pytest.mark.parametrize("kind", ["nadam", "radam"])
+def test_a_bad_gradient_raises_before_anything_changes(kind):
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(4))
+    opt = CLASSES[kind][0]([{"params": [a]}, {"params": [b]}])
+    a.grad = torch.ones(3)
+    opt.step()
+    before = copy.deepcopy(opt.state_dict()), a.detach().clone(), b.detach().clone()
+    a.grad = torch.ones(3)
+    b.grad = torch.ones(4).to_sparse()
+    with pytest.raises(RuntimeError, match="sparse"):
+        opt.step()
+    assert torch.equal(a, before[1]) and torch.equal(b, before[2])
+    assert float(opt.state[a]["step"]) == 1.0 and not opt.state[b]
+
+
+@pytest.mark.parametrize("kind", ["nadam", "radam"])
+def test_training_a_small_model_updates_autograd_versions(kind):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = CLASSES[kind][0](model.parameters(), lr=0.05)
+    x = torch.randn(16, 3)
+    first = None
+    for _ in range(40):
+        opt.zero_grad()
+        loss = model(x).square().mean()
+        first = first if first is not None else float(loss.detach())
+        version = model.weight._version
+        loss.backward()
+        opt.step()
+        assert model.weight._version > version
+    assert float(model(x).square().mean().detach()) < 0.5 * first
