@@ -460,8 +460,10 @@ class Adam(Optimizer):
                     self._init_state(group, p)
                 state = self.state[p]
                 t = int(float(state["step"])) + 1
-                by_step.setdefault(t, []).append(
-                    (p, g.contiguous(), *(state[k] for k in self._state_keys(group))))
+                tensors = (g.contiguous(), *(state[k] for k in self._state_keys(group)))
+                shards = [_distributed.shard(x, p, f"adamref.optim.{name}: a gradient or "
+                                             f"state") for x in tensors]   # FSDP2: local
+                by_step.setdefault(t, []).append((_distributed.local(p), *shards))
             for t, rows in by_step.items():
                 self._run_cuda(cuda, [list(c) for c in zip(*rows)], t, hyper)
             for p, _ in with_grad:
