@@ -44,7 +44,8 @@ import numpy as np
 from adamref.reference import adam_step
 
 __all__ = ["reddi_online", "reddi_stochastic", "Trajectory", "projected_adam",
-           "linear_regret", "expected_regret", "gamma", "kingma_regret_bound"]
+           "linear_regret", "expected_regret", "gamma", "kingma_regret_bound",
+           "period_drift"]
 
 
 def reddi_online(T: int, C) -> np.ndarray:
@@ -172,3 +173,27 @@ def kingma_regret_bound(grads, v_hat_T, *, alpha: float, beta1: float, beta2: fl
               * np.sum(np.sqrt(np.sum(grads ** 2, axis=0))))
     third = d * D_inf ** 2 * G_inf * np.sqrt(1 - beta2) / (2 * alpha * (1 - beta1) * (1 - lam) ** 2)
     return float(first + second + third)
+
+
+def period_drift(C, beta2):
+    """Adam's net motion per period on the online example, ``beta1 = 0``, in units of ``alpha_t``.
+
+    Late in a run ``alpha_t`` barely changes over one period and ``1 - beta2^t``
+    is 1, so ``v`` settles into a cycle of three values: ``v_a`` after the
+    gradient ``C``, then ``v_b`` and ``v_c`` after the two ``-1``.  Solving
+    ``v_a = beta2 v_c + (1 - beta2) C^2``, ``v_b = beta2 v_a + 1 - beta2``,
+    ``v_c = beta2 v_b + 1 - beta2``::
+
+        v_a = (C^2 + beta2 + beta2^2) / (1 + beta2 + beta2^2)
+
+    and a period moves ``x`` by ``-alpha_t D`` with::
+
+        D = C / sqrt(v_a) - 1 / sqrt(v_b) - 1 / sqrt(v_c)
+
+    ``D > 0``: Adam drifts to ``x = -1``, the optimum; ``D < 0``: to ``x = +1``.
+    """
+    C, beta2 = np.asarray(C, dtype=float), np.asarray(beta2, dtype=float)
+    v_a = (C ** 2 + beta2 + beta2 ** 2) / (1 + beta2 + beta2 ** 2)
+    v_b = beta2 * v_a + 1 - beta2
+    v_c = beta2 * v_b + 1 - beta2
+    return C / np.sqrt(v_a) - 1 / np.sqrt(v_b) - 1 / np.sqrt(v_c)
