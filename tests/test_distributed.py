@@ -152,7 +152,7 @@ def test_memory_model_reproduces_zero_paper():
     n, world = 7.5e9, 64
     gb = [sum(scale.memory_per_rank(n, world, stage).values()) / 1e9 for stage in range(4)]
     assert [round(x, 1) for x in gb] == [120.0, 31.4, 16.6, 1.9]
-    assert sum(scale.memory_per_rank(n, 1, 0, "fp32").values()) == 16 * n
+    assert sum(scale.memory_per_rank(n, 1, 0, "float32").values()) == 16 * n
 
 
 def test_fsdp_rows_is_torch_chunk():

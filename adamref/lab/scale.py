@@ -5,7 +5,7 @@ The memory model.  Training with Adam keeps, per parameter (bytes):
 ==============================  =====  =====  ============================  =====
 precision                       param  grad   optimizer state               total
 ==============================  =====  =====  ============================  =====
-``"fp32"``                      4      4      8 (m, v)                      16
+``"float32"``                   4      4      8 (m, v)                      16
 ``"mixed"`` (bf16, fp32 master) 2      2      12 (fp32 master, m, v)        16
 ==============================  =====  =====  ============================  =====
 
@@ -53,7 +53,7 @@ __all__ = ["BYTES", "memory_per_rank", "fsdp_rows", "make_model", "batch", "loss
            "run_two_processes", "one_process", "state_bytes", "LR", "STEPS"]
 
 #: bytes per parameter: (parameters, gradients, optimizer state)
-BYTES = {"fp32": (4, 4, 8), "mixed": (2, 2, 12)}
+BYTES = {"float32": (4, 4, 8), "mixed": (2, 2, 12)}
 LR = 1e-2
 STEPS = 4          # training steps in each experiment
 RESUME = 2         # DCP: the step after which the checkpoint is written
