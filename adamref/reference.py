@@ -175,6 +175,11 @@ def radam_step(p, g, m, v, t, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
         else:
             p  <- p - lr m_hat
 
+    The threshold is torch's, ``rho_t > 5``; the paper's Algorithm 2 states
+    ``rho_t > 4`` and its authors' code uses ``rho_t >= 5``.  Since ``rho_t``
+    is just under ``t`` early on (4.996 at ``t = 5`` for ``beta2 = 0.999``),
+    torch's first rectified step is ``t = 6``.
+
     ``weight_decay`` adds ``weight_decay * p`` to ``g`` (L2), or with
     ``decoupled=True`` shrinks ``p`` by ``1 - lr * weight_decay`` first.
     ``maximize`` climbs instead of descends.
