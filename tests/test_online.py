@@ -100,3 +100,23 @@ def test_kingma_bound_by_hand():
     with pytest.raises(ValueError):
         online.kingma_regret_bound(np.ones(4), [1.0], alpha=0.5, beta1=0.9, beta2=0.5,
                                    lam=0.5, D=2, D_inf=2, G_inf=1)
+
+
+def test_period_drift_cycle_and_sign_against_simulation():
+    C, beta2 = 3.0, 0.3
+    g = online.reddi_online(3000, C)
+    traj = online.projected_adam(g, alpha=0.5, beta1=0.0, beta2=beta2, x0=0.0,
+                                 lo=-np.inf, hi=np.inf, decay=False)
+    # late in the run v_hat is v (bias correction ~ 1), and its cycle is v_a, v_b, v_c
+    v_a = (C**2 + beta2 + beta2**2) / (1 + beta2 + beta2**2)
+    v_b = beta2 * v_a + 1 - beta2
+    assert np.isclose(traj.v_hat[-3], v_a, rtol=1e-9)       # t = 2998: t mod 3 = 1
+    assert np.isclose(traj.v_hat[-2], v_b, rtol=1e-9)
+    # the motion over one late period, in units of alpha, is -D
+    motion = (traj.x[-1] - traj.x[-4]) / 0.5
+    assert np.isclose(motion, -online.period_drift(C, beta2), rtol=1e-6)
+    # and the sign decides where projected Adam ends
+    for b2, end in [(0.1, 1.0), (0.9, -1.0)]:
+        x = online.projected_adam(online.reddi_online(3000, C), alpha=0.5, beta1=0.0,
+                                  beta2=b2, x0=0.0).x
+        assert np.sign(-online.period_drift(C, b2)) == end and abs(x[-300:].mean() - end) < 0.05
