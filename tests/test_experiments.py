@@ -15,10 +15,12 @@ from adamref.optim import Adam
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny models: one thread is fastest, and immune to a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    import numba
+    n, m = torch.get_num_threads(), numba.get_num_threads()
+    ex.single_threaded()
     yield
     torch.set_num_threads(n)
+    numba.set_num_threads(m)
 
 
 def test_digits_split_is_fixed_stratified_and_disjoint():
@@ -55,17 +57,17 @@ def test_bag_of_words_has_zipf_frequencies_and_the_planted_rule():
     assert np.count_nonzero(w_star) == 100
 
 
-@pytest.mark.parametrize("hidden, schedule, opt, kw", [
-    ((), ex.inv_sqrt, torch.optim.Adagrad, {}),
-    ((16,), None, torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
-    ((16, 8), ex.inv_sqrt, Adam, {})])
-def test_grid_runs_equal_one_model_runs(hidden, schedule, opt, kw):
+@pytest.mark.parametrize("hidden, schedule, opt, kw, l2", [
+    ((), ex.inv_sqrt, torch.optim.Adagrad, {}, 1e-2),
+    ((16,), None, torch.optim.SGD, {"momentum": 0.9, "nesterov": True}, 0.0),
+    ((16, 8), ex.inv_sqrt, Adam, {}, 1e-3)])
+def test_grid_runs_equal_one_model_runs(hidden, schedule, opt, kw, l2):
     """Each (lr, seed) run of the batched grid = nn.Sequential trained alone (float64)."""
     d = ex.digits(dtype=torch.float64)
     d = ex.Data(d.X_train[:200], d.y_train[:200], d.X_test, d.y_test, 10)
     lrs, seeds = [0.003, 0.03], [0, 5]
     grid = ex.train_grid(d, opt, lrs, seeds, hidden=hidden, epochs=2, batch_size=64,
-                         lr_factor=schedule, optimizer_kwargs=kw)
+                         lr_factor=schedule, optimizer_kwargs=kw, l2=l2)
     sizes = [64, *hidden, 10]
     for i, lr in enumerate(lrs):
         for j, seed in enumerate(seeds):
@@ -78,10 +80,18 @@ def test_grid_runs_equal_one_model_runs(hidden, schedule, opt, kw):
                         lin.bias.copy_(b)
                     layers += [lin, torch.nn.ReLU()]
                 return torch.nn.Sequential(*layers[:-1])
+            def loss_fn(model, X, y):
+                ce = torch.nn.functional.cross_entropy(model(X), y)
+                return ce + 0.5 * l2 * sum(p.square().sum() for p in model.parameters())
             c = ex.train(model_fn, lambda p, lr=lr: opt(p, lr=lr, **kw), d, epochs=2,
-                         batch_size=64, seed=seed, lr_factor=schedule)
+                         batch_size=64, seed=seed, lr_factor=schedule, loss_fn=loss_fn)
             assert np.allclose(grid.train_loss[i, j], c.train_loss, rtol=1e-9)
-            assert np.allclose(grid.test_loss[i, j], c.test_loss, rtol=1e-9)
+            with torch.no_grad():
+                test_ce = [float(torch.nn.functional.cross_entropy(model_fn()(d.X_test),
+                                                                   d.y_test))]
+            if not l2:
+                assert np.allclose(grid.test_loss[i, j], c.test_loss, rtol=1e-9)
+            assert np.isclose(grid.test_loss[i, j, 0], test_ce[0], rtol=1e-12)
             assert np.array_equal(grid.test_acc[i, j], c.test_acc)
     assert np.all(grid.train_loss[:, :, -1] < grid.train_loss[:, :, 0])   # it learns
 

@@ -32,6 +32,12 @@ scikit-learn or is generated.  The pieces:
   ``t`` (chapter ``ch-adam`` derives the equivalence).
 
 The paper's learning-rate decay ``alpha_t = alpha / sqrt(t)`` is :func:`inv_sqrt`.
+
+Call :func:`single_threaded` first in a notebook: these models are tiny, and
+on a small machine the thread pools of torch and of Numba's ``parallel``
+kernels (which :class:`adamref.optim.Adam` runs) spin against each other;
+measured on 2 cores, one run of :func:`train_grid` with ``adamref.optim.Adam``
+took 7 s of CPU with two threads each and 1.4 s with one.
 """
 
 from __future__ import annotations
@@ -47,9 +53,19 @@ import torch.nn.functional as F
 from adamref.lab.robust import choose, near_best
 from adamref.optim import Adam as _AdamrefAdam
 
-__all__ = ["Data", "digits", "bag_of_words", "Curves", "train", "run_seeds",
+__all__ = ["single_threaded", "Data", "digits", "bag_of_words", "Curves", "train", "run_seeds",
            "GridResult", "train_grid", "Tuned", "tune", "tune_lr", "inv_sqrt",
            "mean_spread", "fmt_mean_spread", "KerasStyleAdam", "mlp_init"]
+
+
+def single_threaded() -> None:
+    """One thread for torch and for Numba's parallel kernels (small models run faster)."""
+    torch.set_num_threads(1)
+    try:
+        import numba
+        numba.set_num_threads(1)
+    except ImportError:                                  # pragma: no cover
+        pass
 
 
 # --------------------------------------------------------------------------- data
@@ -308,6 +324,7 @@ class GridResult:
     train_loss: np.ndarray
     test_loss: np.ndarray
     test_acc: np.ndarray
+    params: list | None = None     # [(W, b) per layer], shapes (lrs, seeds, in, out), (lrs, seeds, out)
 
     @property
     def diverged(self) -> np.ndarray:
@@ -317,9 +334,11 @@ class GridResult:
     def at(self, lr: float) -> "GridResult":
         """The runs of one learning rate (which must be in the grid)."""
         i = int(np.flatnonzero(np.isclose(self.lrs, lr, rtol=1e-12, atol=0))[0])
+        params = None if self.params is None else [
+            (W[i:i + 1], b[i:i + 1]) for W, b in self.params]
         return GridResult(self.name, self.lrs[i:i + 1], self.seeds,
                           self.train_loss[i:i + 1], self.test_loss[i:i + 1],
-                          self.test_acc[i:i + 1])
+                          self.test_acc[i:i + 1], params)
 
 
 def _dropout_mask(shape, p: float, gen: torch.Generator, dtype) -> torch.Tensor:
@@ -333,7 +352,8 @@ def train_grid(data: Data, optimizer, lrs: Sequence[float], seeds: Sequence[int]
                input_dropout: float = 0.0, epochs: int, batch_size: int,
                lr_factor: Callable[[int], float] | None = None,
                optimizer_kwargs: Mapping | None = None, init: str = "torch",
-               name: str | None = None, diverged_above: float = 100.0) -> GridResult:
+               name: str | None = None, diverged_above: float = 100.0,
+               l2: float = 0.0, keep_params: bool = False) -> GridResult:
     """Train a ReLU MLP (``hidden=()``: softmax regression) for every lr x seed at once.
 
     The model is ``data.features -> hidden... -> data.classes`` with ReLU
@@ -349,10 +369,14 @@ def train_grid(data: Data, optimizer, lrs: Sequence[float], seeds: Sequence[int]
     Each seed fixes its run's initial weights (:func:`mlp_init`), minibatch
     order and dropout masks, whatever the learning rate and the optimizer.
     ``lr_factor(t)`` multiplies the learning rates at step ``t``
-    (``LambdaLR``).  A run whose training loss is not finite or exceeds
+    (``LambdaLR``).  ``l2 > 0`` adds ``l2/2 * ||theta||^2`` (every weight
+    and bias) to each run's objective: its gradients and its reported
+    ``train_loss`` include the penalty; ``test_loss`` is the cross-entropy
+    alone.  A run whose training loss is not finite or exceeds
     ``diverged_above`` (cross-entropy at chance is ``ln classes``) after an
     epoch counts as diverged from then on: ``inf`` losses, ``nan``
-    accuracy.  Returns a :class:`GridResult`.
+    accuracy.  Returns a :class:`GridResult` (with the final weights as
+    NumPy arrays in ``params`` if ``keep_params``).
     """
     lrs = np.asarray(lrs, dtype=float)
     seeds = tuple(int(s) for s in seeds)
@@ -399,6 +423,14 @@ def train_grid(data: Data, optimizer, lrs: Sequence[float], seeds: Sequence[int]
             h = torch.matmul(h, W) + b[:, :, None, :]
         return h
 
+    def penalty():
+        """l2/2 ||theta||^2 per run, (L, S)."""
+        total = 0.0
+        for k in range(len(sizes) - 1):
+            W, b = stacked(k)
+            total = total + W.square().sum((2, 3)) + b.square().sum(2)
+        return 0.5 * l2 * total
+
     def losses(logits, y):
         """Per-run mean cross-entropy, (L, S); y is (S, B) or (N,)."""
         Lr, Sr, B, _ = logits.shape
@@ -412,6 +444,8 @@ def train_grid(data: Data, optimizer, lrs: Sequence[float], seeds: Sequence[int]
     def evaluate():
         with torch.no_grad():
             lt = losses(forward(data.X_train), data.y_train)
+            if l2:
+                lt = lt + penalty()
             logits = forward(data.X_test)
             lv = losses(logits, data.y_test)
             acc = (logits.argmax(-1) == data.y_test).to(torch.float64).mean(-1)
@@ -440,14 +474,20 @@ def train_grid(data: Data, optimizer, lrs: Sequence[float], seeds: Sequence[int]
                          for k in range(1, len(sizes) - 1)}
             opt.zero_grad()
             loss = losses(forward(x, masks), data.y_train[idx])
+            if l2:
+                loss = loss + penalty()
             loss.sum().backward()    # each run's gradient is that of its own loss
             opt.step()
             if scheduler is not None:
                 scheduler.step()
         evaluate()
     stack = lambda a: np.moveaxis(np.array(a), 0, -1)  # noqa: E731
+    final = None
+    if keep_params:
+        final = [tuple(t.detach().numpy().copy() for t in stacked(k))
+                 for k in range(len(sizes) - 1)]
     return GridResult(name or getattr(optimizer, "__name__", str(optimizer)), lrs, seeds,
-                      stack(tl), stack(vl), stack(va))
+                      stack(tl), stack(vl), stack(va), final)
 
 
 # ---------------------------------------------------------------- tuning
