@@ -92,14 +92,14 @@ def test_gamma_is_never_negative_for_amsgrad_and_sometimes_for_adam():
 def test_kingma_bound_by_hand():
     # one coordinate, g = 1 for T = 4, beta1 = 0: ||g_{1:T}|| = 2, v_hat_T = 1
     b = online.kingma_regret_bound(np.ones(4), [1.0], alpha=0.5, beta1=0.0, beta2=0.75,
-                                   lam=0.5, D=2.0, D_inf=2.0, G_inf=1.0)
+                                   omega=0.5, D=2.0, D_inf=2.0, G_inf=1.0)
     first = 4 / (2 * 0.5) * np.sqrt(4)                       # 8
     second = 0.5 * 1 / np.sqrt(0.25) * 2                      # 2
     third = 4 * 1 * np.sqrt(0.25) / (2 * 0.5 * 0.25)          # 8
     assert np.isclose(b, first + second + third)
     with pytest.raises(ValueError):
         online.kingma_regret_bound(np.ones(4), [1.0], alpha=0.5, beta1=0.9, beta2=0.5,
-                                   lam=0.5, D=2, D_inf=2, G_inf=1)
+                                   omega=0.5, D=2, D_inf=2, G_inf=1)
 
 
 def test_period_drift_cycle_and_sign_against_simulation():

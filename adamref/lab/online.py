@@ -147,16 +147,17 @@ def gamma(traj: Trajectory) -> np.ndarray:
 
 
 def kingma_regret_bound(grads, v_hat_T, *, alpha: float, beta1: float, beta2: float,
-                        lam: float, D: float, D_inf: float, G_inf: float) -> float:
+                        omega: float, D: float, D_inf: float, G_inf: float) -> float:
     """The right-hand side of Kingma & Ba's Theorem 4.1 for ``T = len(grads)``.
 
     For ``d`` coordinates, ``gamma = beta1^2 / sqrt(beta2) < 1`` and
-    ``beta1_t = beta1 lam^(t-1)``::
+    ``beta1_t = beta1 omega^(t-1)`` (the paper's ``lambda``; the book keeps
+    ``lambda`` for weight decay)::
 
         R(T) <= D^2 / (2 alpha (1 - beta1)) sum_i sqrt(T v_hat_{T,i})
               + alpha (1 + beta1) G_inf / ((1 - beta1) sqrt(1 - beta2) (1 - gamma)^2)
                 * sum_i ||g_{1:T,i}||_2
-              + sum_i D_inf^2 G_inf sqrt(1 - beta2) / (2 alpha (1 - beta1) (1 - lam)^2)
+              + sum_i D_inf^2 G_inf sqrt(1 - beta2) / (2 alpha (1 - beta1) (1 - omega)^2)
 
     ``grads`` has shape ``(T, d)`` (or ``(T,)`` for one coordinate) and
     ``v_hat_T`` shape ``(d,)``.
@@ -171,7 +172,7 @@ def kingma_regret_bound(grads, v_hat_T, *, alpha: float, beta1: float, beta2: fl
     first = D ** 2 / (2 * alpha * (1 - beta1)) * np.sum(np.sqrt(T * np.asarray(v_hat_T)))
     second = (alpha * (1 + beta1) * G_inf / ((1 - beta1) * np.sqrt(1 - beta2) * (1 - g) ** 2)
               * np.sum(np.sqrt(np.sum(grads ** 2, axis=0))))
-    third = d * D_inf ** 2 * G_inf * np.sqrt(1 - beta2) / (2 * alpha * (1 - beta1) * (1 - lam) ** 2)
+    third = d * D_inf ** 2 * G_inf * np.sqrt(1 - beta2) / (2 * alpha * (1 - beta1) * (1 - omega) ** 2)
     return float(first + second + third)
 
 
@@ -186,11 +187,11 @@ def period_drift(C, beta2):
 
         v_a = (C^2 + beta2 + beta2^2) / (1 + beta2 + beta2^2)
 
-    and a period moves ``x`` by ``-alpha_t D`` with::
+    and a period moves ``x`` by ``-alpha_t M`` with::
 
-        D = C / sqrt(v_a) - 1 / sqrt(v_b) - 1 / sqrt(v_c)
+        M = C / sqrt(v_a) - 1 / sqrt(v_b) - 1 / sqrt(v_c)
 
-    ``D > 0``: Adam drifts to ``x = -1``, the optimum; ``D < 0``: to ``x = +1``.
+    ``M > 0``: Adam drifts to ``x = -1``, the optimum; ``M < 0``: to ``x = +1``.
     """
     C, beta2 = np.asarray(C, dtype=float), np.asarray(beta2, dtype=float)
     v_a = (C ** 2 + beta2 + beta2 ** 2) / (1 + beta2 + beta2 ** 2)
