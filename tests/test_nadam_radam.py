@@ -551,3 +551,19 @@ def test_training_a_small_model_updates_autograd_versions(kind):
         opt.step()
         assert model.weight._version > version
     assert float(model(x).square().mean().detach()) < 0.5 * first
+
+
+@pytest.mark.parametrize("kind", ["nadam", "radam"])
+def test_bad_param_group_is_refused_and_the_optimizer_unchanged(kind):
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    opt = CLASSES[kind][0]([a], lr=1e-2)
+    before = copy.deepcopy(opt.state_dict())
+    for bad, match in ((dict(lr=-1.0), "learning rate"), (dict(foreach=True), "foreach"),
+                       (dict(params=[torch.nn.Parameter(torch.ones(2, dtype=torch.int64)
+                                                        .float().half())]), "float16")):
+        group = dict(dict(params=[b]), **bad)
+        with pytest.raises(ValueError, match=match):
+            opt.add_param_group(group)
+        assert opt.state_dict() == before and len(opt.param_groups) == 1
+    opt.add_param_group({"params": [b], "lr": 0.5})
+    assert opt.param_groups[1]["lr"] == 0.5 and opt.param_groups[1]["foreach"] is None
