@@ -1,6 +1,6 @@
 """adamref.optim under torch.distributed: ZeRO-1, FSDP2 and DCP on two CPU processes (gloo).
 
-One spawn of two processes (:func:`adamref.lab.scale.run_two_processes`,
+One spawn of two processes (:func:`adamref.lab.scale.run_ranks`,
 shared by every test here through a module fixture) trains a small model
 three ways and records what each rank saw; the tests compare that with one
 process replaying the same steps:
@@ -41,7 +41,7 @@ needs_gloo = pytest.mark.skipif(not AVAILABLE, reason="torch.distributed with th
 
 @pytest.fixture(scope="module")
 def ranks():
-    return scale.run_two_processes()
+    return scale.run_ranks()
 
 
 def initial():

@@ -21,7 +21,7 @@ How FSDP2 (``fully_shard``) cuts one tensor: dimension 0 in ``N`` chunks of
 rule): :func:`fsdp_rows`.  The chapter checks that rule and the model against
 the storage the optimizer state really occupies on two processes.
 
-The experiments.  :func:`run_two_processes` spawns two processes
+The experiments.  :func:`run_ranks` spawns ``world`` processes, two by default
 (``torch.multiprocessing``, gloo on the CPU, rendezvous on a free local
 port) running :func:`_worker`, which trains the same small model
 (:func:`make_model`, data from :func:`batch`) three ways and writes what it saw:
@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 __all__ = ["BYTES", "memory_per_rank", "fsdp_rows", "make_model", "batch", "loss_fn",
-           "run_two_processes", "one_process", "state_bytes", "LR", "STEPS"]
+           "run_ranks", "one_process", "averaged_gradients", "state_bytes", "bits_equal",
+           "n_params", "clip_factors", "LR", "STEPS"]
 
 #: bytes per parameter: (parameters, gradients, optimizer state)
 BYTES = {"float32": (4, 4, 8), "mixed": (2, 2, 12)}
@@ -294,8 +295,13 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def run_two_processes(world=2):
-    """Spawn ``world`` ranks of :func:`_worker`; return each rank's results (a list)."""
+def run_ranks(world=2):
+    """Spawn ``world`` ranks of :func:`_worker`; return each rank's results (a list).
+
+    With ``world=3`` the averaged gradients are no longer bit for bit those of
+    :func:`averaged_gradients` (the engines sum in their own order and divide by 3),
+    while each step on them still is (tried once; the tests use two ranks).
+    """
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as folder:
@@ -357,6 +363,7 @@ def bits_equal(a, b):
 
 
 def n_params(model=None):
+    """The number of parameters of ``model`` (default: :func:`make_model`'s)."""
     model = model or make_model()
     return sum(p.numel() for p in model.parameters())
 
