@@ -110,7 +110,8 @@ def adaptive_rate_moments(T: int, beta2: float, runs: int, seed: int = 0,
     Returns ``(mean, var, se_var)``, arrays of length ``T``: the sample mean and
     variance of ``psi_t`` and the standard error of that variance,
     ``sqrt((m4 - var^2) / runs)`` with ``m4`` the sample fourth central moment
-    (meaningful where ``psi_t`` has four moments, ``rho_t > 8``).
+    (reliable where ``psi_t`` has eight moments, ``rho_t > 8``, so that the
+    sample fourth moment is itself a good estimate).
     """
     rng = np.random.default_rng(seed)
     s1, s2, s3, s4 = (np.zeros(T) for _ in range(4))
