@@ -7,7 +7,8 @@ with ``b`` the momentum buffer and ``g_t`` the gradient at the current iterate::
     Nesterov (nesterov=True):         b <- mu b + g_t;   p <- p - lr (g_t + mu b)
 
 The Nesterov form stores the look-ahead point of Sutskever et al. (2013, eq. 3-4),
-whose velocity ``u`` takes the gradient *after* the momentum step::
+whose velocity ``u`` (the step theta_t - theta_{t-1}, the book's Delta_t) takes the
+gradient *after* the momentum step::
 
     u <- mu u - lr grad(theta + mu u);   theta <- theta + u
 
