@@ -196,3 +196,60 @@ def check_adamax(spec, p, g, m, u, t, lr, beta1, beta2, eps, weight_decay, maxim
     check_hyperparameters(lr, beta1, beta2, eps, weight_decay)
     arrays = [spec("p", p), spec("g", g), spec("m", m), spec("u", u)]
     check_arrays(arrays, written=("p", "m", "u"))
+
+
+def check_momentum_decay(momentum_decay) -> None:
+    """NAdam's ``momentum_decay`` (psi in mu_t = beta1 (1 - 0.96^(t psi) / 2)): finite, >= 0."""
+    x = _real("momentum_decay", momentum_decay)
+    if not 0.0 <= x < math.inf:
+        raise ValueError(f"momentum_decay must be finite and >= 0, got {x!r}")
+
+
+def check_mu_product(mu_product) -> None:
+    """NAdam's running product of mu_t: a writable one-element float array in [0, 1].
+
+    It is state, like ``torch.optim.NAdam``'s ``state["mu_product"]`` (a 0-d
+    float32 tensor under torch's default dtype), so it may have a dtype other
+    than the parameter's; its dtype decides how the product is rounded.
+    """
+    if not isinstance(mu_product, np.ndarray):
+        raise TypeError(f"mu_product must be a numpy.ndarray with one element "
+                        f"(start it as np.ones((), np.float32)), got "
+                        f"{type(mu_product).__name__}")
+    if mu_product.size != 1:
+        raise ValueError(f"mu_product must have exactly one element, got shape "
+                         f"{mu_product.shape}")
+    if mu_product.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"mu_product must have dtype float32 or float64, got "
+                        f"{mu_product.dtype}")
+    if not mu_product.flags.writeable:
+        raise ValueError("mu_product is read-only, but the step updates it in place")
+    value = float(mu_product.reshape(()))
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"mu_product must be in [0, 1] (a product of momentum "
+                         f"coefficients, 1 before the first step), got {value!r}")
+
+
+def check_nadam(spec, p, g, m, v, t, mu_product, lr, beta1, beta2, eps, weight_decay,
+                momentum_decay, decoupled, maximize) -> None:
+    """All the checks of ``nadam_step``."""
+    check_flags(decoupled=decoupled, maximize=maximize)
+    check_step_number(t)
+    check_hyperparameters(lr, beta1, beta2, eps, weight_decay)
+    check_momentum_decay(momentum_decay)
+    check_mu_product(mu_product)
+    arrays = [spec("p", p), spec("g", g), spec("m", m), spec("v", v)]
+    check_arrays(arrays, written=("p", "m", "v"))
+    if any(np.may_share_memory(mu_product, a.array) for a in arrays):
+        raise ValueError("mu_product shares memory with another array; "
+                         "each array must be a separate buffer")
+
+
+def check_radam(spec, p, g, m, v, t, lr, beta1, beta2, eps, weight_decay,
+                decoupled, maximize) -> None:
+    """All the checks of ``radam_step``."""
+    check_flags(decoupled=decoupled, maximize=maximize)
+    check_step_number(t)
+    check_hyperparameters(lr, beta1, beta2, eps, weight_decay)
+    arrays = [spec("p", p), spec("g", g), spec("m", m), spec("v", v)]
+    check_arrays(arrays, written=("p", "m", "v"))

@@ -1,4 +1,5 @@
-"""``torch.optim`` optimizers on adamref's kernels: ``Adam``, ``AdamW`` and ``Adamax``.
+"""``torch.optim`` optimizers on adamref's kernels: ``Adam``, ``AdamW`` and ``Adamax``
+(and ``NAdam``, ``RAdam`` on the NumPy reference; see their docstrings).
 
 Drop-in replacements for ``torch.optim.Adam``, ``AdamW`` and ``Adamax`` (torch
 2.13's constructors, defaults, validation, parameter groups and state_dict
@@ -75,9 +76,9 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
-from adamref import cpu
+from adamref import _distributed, cpu
 
-__all__ = ["Adam", "AdamW", "Adamax"]
+__all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -176,6 +177,8 @@ def _gradient_addresses(name, rows, params):
             addresses.append(0)
             continue
         g = _grad(name, p, params)
+        if _distributed.is_sharded(p) or _distributed.is_sharded(g):   # FSDP2: the local shard
+            g = _distributed.shard(g, p, f"adamref.optim.{name}: the gradient of a parameter")
         if not g.is_contiguous():
             g = g.contiguous()
             keep.append(g)
@@ -197,7 +200,8 @@ class _Table:
         self.threads = numba.get_num_threads()
         self.rows = [p for p in params if p in opt.state and opt.state[p]]
         self.stateless = [p for p in params if not (p in opt.state and opt.state[p])]
-        self.p_addresses = [p.data_ptr() for p in self.rows]
+        local = _distributed.local                 # a DTensor's local shard, else the tensor
+        self.p_addresses = [local(p).data_ptr() for p in self.rows]
         keys = self.keys = opt._state_keys(group)
         entries, self.written = [], []         # written: the parameters, for autograd's versions
         self.keep = []                         # the state tensors the table points into
@@ -205,8 +209,10 @@ class _Table:
             state = opt.state[p]
             tensors = [_state_tensor(state, key) for key in keys]
             step = _step_tensor(state)
-            entries.append((p.data_ptr(), *(t.data_ptr() for t in tensors),
-                            *([0] * (3 - len(tensors))), step.data_ptr(), p.numel()))
+            shards = [_distributed.shard(t, p, f"adamref.optim: state[{key!r}]")
+                      for t, key in zip(tensors, keys)]
+            entries.append((local(p).data_ptr(), *(t.data_ptr() for t in shards),
+                            *([0] * (3 - len(tensors))), step.data_ptr(), local(p).numel()))
             self.keep += [*tensors, step]
             self.written.append(p)
         self.table = cpu.MultiTensorTable(entries, np.dtype(str(params[0].dtype)[6:]),
@@ -233,10 +239,15 @@ class _Table:
         addresses = []
         append = addresses.append
         strided = torch.strided
+        local, tensor = _distributed.local, torch.Tensor
         for p, address in zip(self.rows, self.p_addresses):
-            if p.data_ptr() != address:
+            if local(p).data_ptr() != address:
                 return None
             g = p.grad
+            if g is not None and type(g) is not tensor:     # a DTensor (FSDP2): its shard
+                g = local(g)
+                if type(g) is not tensor or g.shape != local(p).shape:
+                    return None                             # the checked path
             if g is None:
                 append(0)
             elif g.layout is strided and g.is_contiguous():
@@ -494,8 +505,10 @@ class Adam(Optimizer):
                     self._init_state(group, p)
                 state = self.state[p]
                 t = int(float(state["step"])) + 1
-                by_step.setdefault(t, []).append(
-                    (p, g.contiguous(), *(state[k] for k in self._state_keys(group))))
+                tensors = (g.contiguous(), *(state[k] for k in self._state_keys(group)))
+                shards = [_distributed.shard(x, p, f"adamref.optim.{name}: a gradient or "
+                                             f"state") for x in tensors]   # FSDP2: local
+                by_step.setdefault(t, []).append((_distributed.local(p), *shards))
             for t, rows in by_step.items():
                 self._run_cuda(cuda, [list(c) for c in zip(*rows)], t, hyper)
             for p, _ in with_grad:
@@ -570,3 +583,240 @@ class Adamax(Adam):
     def _run_cuda(self, cuda, columns, t, hyper) -> None:
         for p, g, m, u in zip(*columns):
             cuda.adamax_step(p, g, m, u, t, **hyper)
+
+
+# ---------------------------------------------------------------- NAdam, RAdam
+def _scalar_dtype():
+    """torch's dtype for ``step`` and NAdam's ``mu_product``: float32 unless the default
+    dtype is float64 (torch.optim.optimizer._get_scalar_dtype)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+class _PerTensor(Optimizer):
+    """NAdam and RAdam: torch's interface and state, stepped per tensor by the reference.
+
+    First version: there is no compiled kernel for these yet, so each step
+    calls :func:`adamref.reference.nadam_step` / ``radam_step`` once per
+    parameter on zero-copy NumPy views of the tensors.  The Python cost of a
+    step grows with the number of tensors (tens of microseconds each).
+    """
+
+    _torch_keys = ()            # state tensors besides step, exp_avg, exp_avg_sq
+
+    def __init__(self, params, defaults):
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            self._normalise(group)
+        for state in self.state.values():
+            for key in ("step", *self._torch_keys):
+                if key in state and not torch.is_tensor(state[key]):
+                    state[key] = torch.tensor(float(state[key]), dtype=_scalar_dtype())
+
+    def _normalise(self, group) -> None:
+        group.setdefault("maximize", False)
+        group.setdefault("decoupled_weight_decay", False)
+        group.update(foreach=None, capturable=False, differentiable=False)
+
+    def add_param_group(self, param_group) -> None:
+        name = type(self).__name__
+        params = param_group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else params
+        if isinstance(params, (list, tuple)):
+            tensors = [p[1] if isinstance(p, tuple) else p for p in params]
+            if all(isinstance(p, torch.Tensor) for p in tensors):
+                _check_params(name, tensors)
+                for i, p in enumerate(tensors):
+                    if p.device.type != "cpu":
+                        raise ValueError(f"adamref.optim.{name}: parameter {i} is on "
+                                         f"{p.device}; only CPU tensors are supported")
+        options = {**self.defaults, **param_group}
+        self._check_options(options)
+        _check_implementation(name, options.get("foreach"), options.get("capturable"),
+                              options.get("differentiable"), None)
+        super().add_param_group(param_group)
+        self._normalise(self.param_groups[-1])
+
+    def _check_options(self, options) -> None:
+        _check_hyperparameters(options["lr"], options["betas"], options["eps"],
+                               options["weight_decay"], float_betas=False)
+
+    def load_state_dict(self, state_dict) -> None:
+        for group in state_dict["param_groups"]:
+            if group.get("differentiable") or group.get("capturable"):
+                raise ValueError(f"adamref.optim.{type(self).__name__}: the state_dict "
+                                 f"has differentiable or capturable set, which is not "
+                                 f"supported here")
+        super().load_state_dict(state_dict)
+
+    def _init_state(self, p) -> None:
+        """torch's lazy state: scalar ``step`` (and ``mu_product``), zero moments."""
+        state = self.state[p]
+        state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+        if "mu_product" in self._torch_keys:
+            state["mu_product"] = torch.tensor(1.0, dtype=_scalar_dtype())
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _check_state(self, state, p) -> None:
+        name = type(self).__name__
+        _check_state(name, state, ("exp_avg", "exp_avg_sq"), p)
+        for key in ("step", *self._torch_keys):
+            s = state.get(key)
+            if not (isinstance(s, torch.Tensor) and s.numel() == 1
+                    and s.dtype in _DTYPES and s.device.type == "cpu"):
+                raise ValueError(f"adamref.optim.{name}: state[{key!r}] must be a "
+                                 f"one-element float32 or float64 CPU tensor")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step for every parameter with a gradient; returns ``closure()``'s loss.
+
+        Every group's parameters, gradients and states are checked before any
+        tensor is written.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        name = type(self).__name__
+        work = []
+        for group in self.param_groups:
+            params = group["params"]
+            _check_params(name, params)
+            for p in params:
+                if p.device.type != "cpu":
+                    raise ValueError(f"adamref.optim.{name}: a parameter is on {p.device}; "
+                                     f"only CPU tensors are supported")
+                if p.grad is None:
+                    continue
+                g = _grad(name, p, params)
+                if self.state.get(p):
+                    self._check_state(self.state[p], p)
+                work.append((group, p, g))
+        hypers = {id(group): self._hyper(group) for group in self.param_groups}
+        written = []
+        for group, p, g in work:
+            if not self.state.get(p):
+                self._init_state(p)
+            state = self.state[p]
+            for key in ("exp_avg", "exp_avg_sq"):
+                if not state[key].is_contiguous():
+                    state[key] = state[key].contiguous()
+            state["step"] += 1
+            t = int(state["step"].item())
+            self._step_one(p.detach().numpy(), g.detach().contiguous().numpy(), state, t,
+                           hypers[id(group)])
+            written.append(p)
+        if written:
+            torch.autograd.graph.increment_version(written)
+        return loss
+
+
+class NAdam(_PerTensor):
+    """NAdam (Dozat 2016) with torch's momentum schedule; ``torch.optim.NAdam``'s interface.
+
+    With ``t`` a parameter's step count, ``g`` its gradient (negated if
+    ``maximize``; plus ``weight_decay * p``, or for
+    ``decoupled_weight_decay=True`` first ``p <- (1 - lr weight_decay) p``)::
+
+        mu_t = beta1 (1 - 0.5 * 0.96^(t * momentum_decay)),  Pi_t = mu_1 ... mu_t
+        m_t  = beta1 m_{t-1} + (1 - beta1) g_t
+        v_t  = beta2 v_{t-1} + (1 - beta2) g_t^2
+        d_t  = sqrt(v_t / (1 - beta2^t)) + eps
+        p_t  = p_{t-1} - lr [(1 - mu_t) / (1 - Pi_t) g_t
+                             + mu_{t+1} / (1 - Pi_t mu_{t+1}) m_t] / d_t
+
+    The math is :func:`adamref.reference.nadam_step`, called per tensor (no
+    compiled kernel yet).  State: ``step``, ``mu_product`` (scalar tensors of
+    torch's scalar dtype, float32 by default), ``exp_avg``, ``exp_avg_sq``, as
+    torch stores them, so state_dicts load both ways.  Agrees with
+    ``torch.optim.NAdam(foreach=False)`` within a few ulps (tests/test_nadam_radam.py).
+    ``foreach`` may be None or False; ``capturable`` and ``differentiable``
+    False.  Parameters: float32 or float64, real, contiguous, on the CPU.
+
+    Reference: Dozat, T. (2016). Incorporating Nesterov Momentum into Adam.
+    ICLR workshop. https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
+    """
+
+    _torch_keys = ("mu_product",)
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False, *, foreach=None,
+                 maximize=False, capturable=False, differentiable=False):
+        self._check_options(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                 momentum_decay=momentum_decay))
+        _check_implementation("NAdam", foreach, capturable, differentiable, None)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        momentum_decay=momentum_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                        foreach=None, capturable=False, differentiable=False)
+        super().__init__(params, defaults)
+
+    def _check_options(self, options) -> None:
+        super()._check_options(options)
+        if not 0.0 <= options["momentum_decay"]:
+            raise ValueError(f"Invalid momentum_decay value: {options['momentum_decay']}")
+
+    def _hyper(self, group) -> dict:
+        beta1, beta2 = group["betas"]
+        return dict(lr=float(group["lr"]), beta1=float(beta1), beta2=float(beta2),
+                    eps=float(group["eps"]), weight_decay=float(group["weight_decay"]),
+                    momentum_decay=float(group["momentum_decay"]),
+                    decoupled=bool(group["decoupled_weight_decay"]),
+                    maximize=bool(group["maximize"]))
+
+    def _step_one(self, p, g, state, t, hyper) -> None:
+        from adamref import reference
+        reference.nadam_step(p, g, state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
+                             t, state["mu_product"].numpy(), **hyper)
+
+
+class RAdam(_PerTensor):
+    """RAdam (Liu et al. 2020); ``torch.optim.RAdam``'s interface and state.
+
+    With ``t`` a parameter's step count and ``g`` its gradient (negated if
+    ``maximize``; plus ``weight_decay * p``, or for
+    ``decoupled_weight_decay=True`` first ``p <- (1 - lr weight_decay) p``)::
+
+        m_t = beta1 m_{t-1} + (1 - beta1) g_t,    m_hat = m_t / (1 - beta1^t)
+        v_t = beta2 v_{t-1} + (1 - beta2) g_t^2
+        rho_inf = 2 / (1 - beta2) - 1,  rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)
+        p_t = p_{t-1} - lr m_hat r_t sqrt(1 - beta2^t) / (sqrt(v_t) + eps)   if rho_t > 5
+        p_t = p_{t-1} - lr m_hat                                             otherwise
+
+    with ``r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))``.
+    The math is :func:`adamref.reference.radam_step`, called per tensor (no
+    compiled kernel yet).  State: ``step``, ``exp_avg``, ``exp_avg_sq``, as
+    torch stores them.  Agrees with ``torch.optim.RAdam(foreach=False)`` within
+    a few ulps (tests/test_nadam_radam.py).  ``foreach`` may be None or False;
+    ``capturable`` and ``differentiable`` False.  Parameters: float32 or
+    float64, real, contiguous, on the CPU.
+
+    Reference: Liu, L. et al. (2020). On the Variance of the Adaptive Learning
+    Rate and Beyond. ICLR. https://arxiv.org/abs/1908.03265
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 decoupled_weight_decay=False, *, foreach=None, maximize=False,
+                 capturable=False, differentiable=False):
+        self._check_options(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        _check_implementation("RAdam", foreach, capturable, differentiable, None)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        maximize=maximize, foreach=None, capturable=False,
+                        decoupled_weight_decay=decoupled_weight_decay, differentiable=False)
+        super().__init__(params, defaults)
+
+    def _hyper(self, group) -> dict:
+        beta1, beta2 = group["betas"]
+        return dict(lr=float(group["lr"]), beta1=float(beta1), beta2=float(beta2),
+                    eps=float(group["eps"]), weight_decay=float(group["weight_decay"]),
+                    decoupled=bool(group["decoupled_weight_decay"]),
+                    maximize=bool(group["maximize"]))
+
+    def _step_one(self, p, g, state, t, hyper) -> None:
+        from adamref import reference
+        reference.radam_step(p, g, state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
+                             t, **hyper)

@@ -78,3 +78,95 @@ def test_conventions_validate_like_the_reference():
         conventions.adam_step_efficient(p, p.copy(), p.copy(), p.copy(), 1, eps_hat=-1.0)
     with pytest.raises(ValueError, match="t must be >= 1"):
         conventions.keras_adam_step(p, p.copy(), p.copy(), p.copy(), 0)
+
+
+# --- the conventions of chapter 19 (ch-disagree), against torch and by hand ---
+
+import torch  # noqa: E402
+
+
+def torch_run(cls, grads, p0, **kw):
+    theta = torch.nn.Parameter(torch.from_numpy(p0.copy()))
+    opt = cls([theta], foreach=False, **kw)
+    for g in grads:
+        theta.grad = torch.from_numpy(g.copy())
+        opt.step()
+    return theta.detach().numpy()
+
+
+def test_optax_default_is_algorithm_1(stream):
+    p0, grads = stream
+    ours = run(conventions.optax_adam_step, grads, p0, lambda t: dict(learning_rate=0.01))
+    ref = run(reference.adam_step, grads, p0, lambda t: dict(lr=0.01))
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_optax_eps_root_first_step():
+    g = np.array([1e-6, 1e-3, 1.0, -2.0])
+    p, m, v = np.zeros(4), np.zeros(4), np.zeros(4)
+    conventions.optax_adam_step(p, g, m, v, 1, learning_rate=0.1, eps_root=1e-8)
+    np.testing.assert_allclose(p, -0.1 * g / (np.sqrt(g * g + 1e-8) + 1e-8), rtol=1e-12)
+
+
+def test_optax_adamw_and_fused_adam_default_are_torch_adamw(stream):
+    p0, grads = stream
+    want = torch_run(torch.optim.AdamW, grads, p0, lr=0.01, weight_decay=0.1)
+    optax = run(conventions.optax_adam_step, grads, p0,
+                lambda t: dict(learning_rate=0.01, weight_decay=0.1))
+    fused = run(conventions.fused_adam_step, grads, p0,
+                lambda t: dict(lr=0.01, weight_decay=0.1))
+    np.testing.assert_allclose(optax[0], want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fused[0], want, rtol=1e-12, atol=1e-15)
+
+
+def test_fused_adam_without_w_mode_is_torch_adam_l2(stream):
+    p0, grads = stream
+    want = torch_run(torch.optim.Adam, grads, p0, lr=0.01, weight_decay=0.1)
+    fused = run(conventions.fused_adam_step, grads, p0,
+                lambda t: dict(lr=0.01, weight_decay=0.1, adam_w_mode=False))
+    np.testing.assert_allclose(fused[0], want, rtol=1e-12, atol=1e-15)
+    default = run(conventions.fused_adam_step, grads, p0,
+                  lambda t: dict(lr=0.01, weight_decay=0.1))
+    assert np.abs(default[0] - want).max() > 1e-3 * np.abs(want - p0).max()
+
+
+def test_fused_adam_float32_is_close_to_torch_float32(stream):
+    p0, grads = stream
+    p32 = p0.astype(np.float32)
+    g32 = [g.astype(np.float32) for g in grads]
+    want = torch_run(torch.optim.AdamW, g32, p32, lr=0.01, weight_decay=0.1)
+    got = run(conventions.fused_adam_step, g32, p32,
+              lambda t: dict(lr=0.01, weight_decay=0.1))[0]
+    assert got.dtype == np.float32
+    scale = np.spacing(np.float32(np.abs(want).max()))
+    assert np.abs(got - want).max() < 64 * scale
+
+
+def test_paper_adamw_with_converted_decay_is_torch_adamw(stream):
+    p0, grads = stream
+    want = torch_run(torch.optim.AdamW, grads, p0, lr=0.01, weight_decay=0.1)
+    wd = conventions.paper_weight_decay(0.01, 0.1)
+    ours = run(conventions.adamw_paper_step, grads, p0,
+               lambda t: dict(lr=0.01, weight_decay=wd))
+    np.testing.assert_allclose(ours[0], want, rtol=1e-12, atol=1e-15)
+    same_number = run(conventions.adamw_paper_step, grads, p0,
+                      lambda t: dict(lr=0.01, weight_decay=0.1))
+    assert np.abs(same_number[0] - want).max() > 1e-2 * np.abs(want - p0).max()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ulp_distance_counts_nextafter_steps(dtype):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(50) * 10.0 ** rng.uniform(-30, 30, 50)).astype(dtype)
+    k = rng.integers(0, 20, 50)
+    y = x.copy()
+    for i in range(50):
+        for _ in range(k[i]):
+            y[i] = np.nextafter(y[i], dtype(np.inf))
+    np.testing.assert_array_equal(conventions.ulp_distance(x, y), k)
+    tiny = np.array([-np.finfo(dtype).smallest_subnormal], dtype)
+    assert conventions.ulp_distance(tiny, -tiny)[0] == 2
+    assert conventions.ulp_distance(np.array([-0.0], dtype), np.array([0.0], dtype))[0] == 0
+    with pytest.raises(TypeError):
+        conventions.ulp_distance(x.astype(np.float32), x.astype(np.float64))
