@@ -191,7 +191,7 @@ class _Table:
     """A group's multi-tensor table on the CPU and what it was built from."""
 
     __slots__ = ("params", "count", "keys", "rows", "stateless", "p_addresses", "state",
-                 "n_state", "threads", "table", "written", "keep")
+                 "n_state", "threads", "table", "written", "keep", "sharded")
 
     def __init__(self, opt, group):
         params = group["params"]
@@ -202,6 +202,7 @@ class _Table:
         self.stateless = [p for p in params if not (p in opt.state and opt.state[p])]
         local = _distributed.local                 # a DTensor's local shard, else the tensor
         self.p_addresses = [local(p).data_ptr() for p in self.rows]
+        self.sharded = any(map(_distributed.is_sharded, self.rows))
         keys = self.keys = opt._state_keys(group)
         entries, self.written = [], []         # written: the parameters, for autograd's versions
         self.keep = []                         # the state tensors the table points into
@@ -239,6 +240,18 @@ class _Table:
         addresses = []
         append = addresses.append
         strided = torch.strided
+        if not self.sharded:                        # ordinary tensors: the lean loop
+            for p, address in zip(self.rows, self.p_addresses):
+                if p.data_ptr() != address:
+                    return None
+                g = p.grad
+                if g is None:
+                    append(0)
+                elif g.layout is strided and g.is_contiguous():
+                    append(g.data_ptr() or 1)
+                else:
+                    return None
+            return addresses
         local, tensor = _distributed.local, torch.Tensor
         for p, address in zip(self.rows, self.p_addresses):
             if local(p).data_ptr() != address:
