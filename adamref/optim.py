@@ -69,6 +69,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 import torch
@@ -189,7 +191,7 @@ class _Table:
     """A group's multi-tensor table on the CPU and what it was built from."""
 
     __slots__ = ("params", "count", "keys", "rows", "stateless", "p_addresses", "state",
-                 "n_state", "threads", "table", "written", "keep")
+                 "n_state", "threads", "table", "written", "keep", "sharded")
 
     def __init__(self, opt, group):
         params = group["params"]
@@ -200,6 +202,7 @@ class _Table:
         self.stateless = [p for p in params if not (p in opt.state and opt.state[p])]
         local = _distributed.local                 # a DTensor's local shard, else the tensor
         self.p_addresses = [local(p).data_ptr() for p in self.rows]
+        self.sharded = any(map(_distributed.is_sharded, self.rows))
         keys = self.keys = opt._state_keys(group)
         entries, self.written = [], []         # written: the parameters, for autograd's versions
         self.keep = []                         # the state tensors the table points into
@@ -237,6 +240,18 @@ class _Table:
         addresses = []
         append = addresses.append
         strided = torch.strided
+        if not self.sharded:                        # ordinary tensors: the lean loop
+            for p, address in zip(self.rows, self.p_addresses):
+                if p.data_ptr() != address:
+                    return None
+                g = p.grad
+                if g is None:
+                    append(0)
+                elif g.layout is strided and g.is_contiguous():
+                    append(g.data_ptr() or 1)
+                else:
+                    return None
+            return addresses
         local, tensor = _distributed.local, torch.Tensor
         for p, address in zip(self.rows, self.p_addresses):
             if local(p).data_ptr() != address:
@@ -285,6 +300,48 @@ def _step_tensor(state):
             and step.device.type == "cpu" and step.dim() == 0):
         step = state["step"] = torch.tensor(float(step), dtype=torch.float32)
     return step
+
+
+# ---------------------------------------------------------------- the step's wrapper
+def _hooked_step(step):
+    """``step`` with what ``torch.optim.Optimizer`` wraps every ``step`` in: the
+    global and per-optimizer pre- and post-hooks (a pre-hook may replace the
+    arguments) and a profiler range named ``Optimizer.step#<class>.step``.
+
+    torch's own wrapper (``Optimizer.profile_hook_step``) opens that range even
+    when no profiler is running, which costs about 10 us a step; here it is
+    opened only under a profiler.  The attribute ``hooked`` tells
+    ``Optimizer.__init__`` not to wrap ``step`` a second time.
+    """
+    from torch.autograd.profiler import record_function
+    from torch.optim import optimizer as _torch_optimizer
+
+    def hooks_and_step(self, args, kwargs):
+        for pre_hook in (*_torch_optimizer._global_optimizer_pre_hooks.values(),
+                         *self._optimizer_step_pre_hooks.values()):
+            result = pre_hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"{step} must return None or a tuple of "
+                                       f"(new_args, new_kwargs), but got {result}.")
+                args, kwargs = result
+        out = step(*args, **kwargs)
+        self._optimizer_step_code()
+        for post_hook in (*self._optimizer_step_post_hooks.values(),
+                          *_torch_optimizer._global_optimizer_post_hooks.values()):
+            post_hook(self, args, kwargs)
+        return out
+
+    @functools.wraps(step)
+    def wrapper(*args, **kwargs):
+        self = args[0]
+        if torch.autograd.profiler._is_profiler_enabled:
+            with record_function(f"Optimizer.step#{type(self).__name__}.step"):
+                return hooks_and_step(self, args, kwargs)
+        return hooks_and_step(self, args, kwargs)
+
+    wrapper.hooked = True
+    return wrapper
 
 
 # ---------------------------------------------------------------- optimizers
@@ -384,6 +441,7 @@ class Adam(Optimizer):
     def _run_table(self, table, hyper) -> None:
         table.adam(**hyper)
 
+    @_hooked_step
     @torch.no_grad()
     def step(self, closure=None):
         """One step for every parameter with a gradient; returns ``closure()``'s loss.

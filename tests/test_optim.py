@@ -581,3 +581,32 @@ def test_mlp_on_digits_trains_bit_for_bit_like_torch_fused(ours_cls, torch_cls):
     (l1, p1, o1), (l2, p2, o2) = results
     assert l1 == l2 and l1[-1] < 0.5 * l1[0]
     assert_bitwise(arrays(p1, o1), arrays(p2, o2))
+
+
+def test_step_runs_hooks_and_names_a_profiler_range_like_torch():
+    """step() keeps torch.optim.Optimizer's wrapper contract: global and per-optimizer
+    pre- and post-hooks in order, a pre-hook may replace the arguments, and under a
+    profiler the step is a range named Optimizer.step#<class>.step."""
+    from torch.optim.optimizer import (register_optimizer_step_post_hook,
+                                       register_optimizer_step_pre_hook)
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    opt = optim.AdamW([p])
+    calls = []
+    handles = [register_optimizer_step_pre_hook(lambda o, a, k: calls.append("global pre")),
+               opt.register_step_pre_hook(lambda o, a, k: calls.append("pre")),
+               opt.register_step_post_hook(lambda o, a, k: calls.append("post")),
+               register_optimizer_step_post_hook(lambda o, a, k: calls.append("global post"))]
+    try:
+        opt.step()
+        assert calls == ["global pre", "pre", "post", "global post"]
+        closure_calls = []
+        handles.append(opt.register_step_pre_hook(
+            lambda o, a, k: ((o,), {"closure": lambda: closure_calls.append(1) or 2.0})))
+        assert opt.step() == 2.0 and closure_calls == [1]
+    finally:
+        for h in handles:
+            h.remove()
+    with torch.profiler.profile() as prof:
+        opt.step()
+    assert "Optimizer.step#AdamW.step" in [e.name for e in prof.events()]
