@@ -168,3 +168,19 @@ def test_keras_style_adam_is_kerass_eps_hat_step():
         plain.grad = torch.tensor(rng.standard_normal(50) * 1e-3)
         o2.step()
     assert not np.allclose(plain.detach().numpy(), q, rtol=1e-6)
+
+
+def test_softmax_minimum_is_the_minimum_of_train_grids_objective():
+    d = ex.digits(dtype=torch.float64)
+    f_star, theta = ex.softmax_minimum(d, 1e-2)
+    # torch's autograd on the objective as train_grid writes it: zero gradient there
+    W = torch.tensor(theta[:-1], requires_grad=True)
+    b = torch.tensor(theta[-1], requires_grad=True)
+    F = (torch.nn.functional.cross_entropy(d.X_train @ W + b, d.y_train)
+         + 0.005 * (W.square().sum() + b.square().sum()))
+    F.backward()
+    assert abs(float(F) - f_star) < 1e-12
+    assert torch.cat([W.grad.ravel(), b.grad]).abs().max() < 1e-6
+    # and no run of train_grid gets below it
+    g = ex.train_grid(d, torch.optim.SGD, [0.3, 1.0], [0], epochs=3, batch_size=64, l2=1e-2)
+    assert g.train_loss.min() >= f_star - 1e-12

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from adamref.lab.robust import choose, near_best
 from adamref.optim import Adam as _AdamrefAdam
 
-__all__ = ["single_threaded", "Data", "digits", "bag_of_words", "Curves", "train", "run_seeds",
+__all__ = ["softmax_minimum", "single_threaded", "Data", "digits", "bag_of_words", "Curves", "train", "run_seeds",
            "GridResult", "train_grid", "Tuned", "tune", "tune_lr", "inv_sqrt",
            "mean_spread", "fmt_mean_spread", "KerasStyleAdam", "mlp_init"]
 
@@ -488,6 +488,37 @@ def train_grid(data: Data, optimizer, lrs: Sequence[float], seeds: Sequence[int]
                  for k in range(len(sizes) - 1)]
     return GridResult(name or getattr(optimizer, "__name__", str(optimizer)), lrs, seeds,
                       stack(tl), stack(vl), stack(va), final)
+
+
+def softmax_minimum(data: Data, l2: float) -> tuple[float, np.ndarray]:
+    """The minimum ``F*`` of the L2-regularised softmax-regression objective, by L-BFGS.
+
+    ``F(W, b) = mean cross-entropy of softmax(X W + b) on the training set
+    + l2/2 (||W||^2 + ||b||^2)``, the objective :func:`train_grid` reports
+    with ``hidden=()`` and this ``l2`` (chapter ``ch-logistic``).  It is
+    strictly convex for ``l2 > 0``; ``scipy.optimize.minimize(method="L-BFGS-B")``
+    in float64 finds ``F*`` to ~1e-10.  Returns ``(F*, theta*)`` with
+    ``theta*`` of shape ``(features + 1, classes)`` (last row: the bias).
+    """
+    from scipy.optimize import minimize
+
+    X = np.hstack([data.X_train.double().numpy(), np.ones((len(data.X_train), 1))])
+    y = data.y_train.numpy()
+    n, C = len(y), data.classes
+    onehot = np.eye(C)[y]
+
+    def f(theta):
+        W = theta.reshape(-1, C)
+        z = X @ W
+        z -= z.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        value = -np.mean(logp[np.arange(n), y]) + 0.5 * l2 * theta @ theta
+        grad = X.T @ (np.exp(logp) - onehot) / n + l2 * W
+        return value, grad.ravel()
+
+    res = minimize(f, np.zeros(X.shape[1] * C), jac=True, method="L-BFGS-B",
+                   options=dict(maxiter=10000, gtol=1e-10, ftol=1e-15))
+    return float(res.fun), res.x.reshape(-1, C)
 
 
 # ---------------------------------------------------------------- tuning
