@@ -32,7 +32,7 @@ def _alone(data, seed, lr, epochs, batch_size):
             loss = nn.functional.cross_entropy(net(X[idx]), data.y_train[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         means.append(total / len(X))
     with torch.no_grad():
         acc = float((net(data.X_test.reshape(-1, 1, 8, 8)).argmax(-1)

@@ -114,16 +114,22 @@ def train_cnn_grid(data: Data, optimizers: Mapping[str, tuple], seeds: Sequence[
     parameter lists (one per lr, each in :data:`layer_names` order, every
     tensor ``(seeds, ...)``).  Returns ``{name: GridResult}``.
 
-    Runs on one thread (restored afterwards): the result then does not
-    depend on the thread count.
+    Runs on one thread, torch's and Numba's (``adamref.optim``'s kernels),
+    restored afterwards: the tensors are too small to gain from more, a
+    loaded machine then does not slow it down by thread contention, and the
+    result does not depend on the thread count.
     """
-    threads = torch.get_num_threads()
+    import numba
+
+    threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(1)
+    numba.set_num_threads(1)
     try:
         return _train(data, optimizers, seeds, epochs, batch_size, dropout, c1, c2,
                       on_epoch)
     finally:
         torch.set_num_threads(threads)
+        numba.set_num_threads(numba_threads)
 
 
 def _train(data, optimizers, seeds, epochs, batch_size, dropout, c1, c2, on_epoch):
