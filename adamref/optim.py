@@ -239,31 +239,20 @@ class _Table:
         """
         addresses = []
         append = addresses.append
-        strided = torch.strided
-        if not self.sharded:                        # ordinary tensors: the lean loop
-            for p, address in zip(self.rows, self.p_addresses):
-                if p.data_ptr() != address:
-                    return None
-                g = p.grad
-                if g is None:
-                    append(0)
-                elif g.layout is strided and g.is_contiguous():
-                    append(g.data_ptr() or 1)
-                else:
-                    return None
-            return addresses
-        local, tensor = _distributed.local, torch.Tensor
+        strided, tensor = torch.strided, torch.Tensor
+        local = _distributed.local if self.sharded else None   # FSDP2: DTensors' shards
         for p, address in zip(self.rows, self.p_addresses):
-            if local(p).data_ptr() != address:
+            if (local(p) if local else p).data_ptr() != address:
                 return None
             g = p.grad
-            if g is not None and type(g) is not tensor:     # a DTensor (FSDP2): its shard
+            if g is None:
+                append(0)
+                continue
+            if local and type(g) is not tensor:             # a DTensor gradient: its shard
                 g = local(g)
                 if type(g) is not tensor or g.shape != local(p).shape:
                     return None                             # the checked path
-            if g is None:
-                append(0)
-            elif g.layout is strided and g.is_contiguous():
+            if g.layout is strided and g.is_contiguous():
                 append(g.data_ptr() or 1)
             else:
                 return None
