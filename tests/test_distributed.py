@@ -64,20 +64,28 @@ def assert_against_torch(ours, theirs, what, steps=scale.STEPS):
 
 
 # ---------------------------------------------------------------- ZeRO-1
+def assert_steps_equal_one_process(run0, run1, engine, gradient):
+    """Both ranks hold the same parameters after every step; the gradient each step
+    used is the mean of the two ranks' (summed in one process), bit for bit; and the
+    parameters equal one process stepping those gradients (ours bit for bit, torch
+    fused as :func:`assert_against_torch` allows)."""
+    for t in range(scale.STEPS):
+        assert_bits(run0["params"][t], run1["params"][t], f"{engine}: ranks, step {t + 1}")
+    averaged = scale.averaged_gradients(params_per_step=[initial()] + run0["params"][:-1])
+    for t in range(scale.STEPS):
+        assert_bits(run0["grads"][t], averaged[t], f"{gradient}, step {t + 1}")
+    ours = scale.one_process(run0["grads"], "ours")
+    theirs = scale.one_process(run0["grads"], "torch")
+    for t in range(scale.STEPS):
+        assert_bits(run0["params"][t], ours[t], f"{engine} vs one process, step {t + 1}")
+        assert_against_torch(run0["params"][t], theirs[t], f"vs torch fused, step {t + 1}")
+
+
 @needs_gloo
 def test_zero1_steps_equal_one_process(ranks):
     z0, z1 = ranks[0]["zero1"], ranks[1]["zero1"]
     assert z0["local_class"] == z1["local_class"] == "adamref.optim.Adam"
-    for t in range(scale.STEPS):                   # ZeRO broadcasts: both ranks agree
-        assert_bits(z0["params"][t], z1["params"][t], f"ranks after step {t + 1}")
-    averaged = scale.averaged_gradients(params_per_step=[initial()] + z0["params"][:-1])
-    for t in range(scale.STEPS):
-        assert_bits(z0["grads"][t], averaged[t], f"DDP's mean gradient at step {t + 1}")
-    ours = scale.one_process(z0["grads"], "ours")
-    theirs = scale.one_process(z0["grads"], "torch")
-    for t in range(scale.STEPS):
-        assert_bits(z0["params"][t], ours[t], f"ZeRO-1 vs one process, step {t + 1}")
-        assert_against_torch(z0["params"][t], theirs[t], f"vs torch fused, step {t + 1}")
+    assert_steps_equal_one_process(z0, z1, "ZeRO-1", "DDP's mean gradient")
 
 
 @needs_gloo
@@ -96,17 +104,8 @@ def test_zero1_shards_the_state_by_whole_tensors(ranks):
 # ---------------------------------------------------------------- FSDP2
 @needs_gloo
 def test_fsdp2_steps_equal_one_process(ranks):
-    f0, f1 = ranks[0]["fsdp"], ranks[1]["fsdp"]
-    for t in range(scale.STEPS):
-        assert_bits(f0["params"][t], f1["params"][t], f"gathered params, step {t + 1}")
-    averaged = scale.averaged_gradients(params_per_step=[initial()] + f0["params"][:-1])
-    for t in range(scale.STEPS):
-        assert_bits(f0["grads"][t], averaged[t], f"reduce-scattered gradient, step {t + 1}")
-    ours = scale.one_process(f0["grads"], "ours")
-    theirs = scale.one_process(f0["grads"], "torch")
-    for t in range(scale.STEPS):
-        assert_bits(f0["params"][t], ours[t], f"FSDP2 vs one process, step {t + 1}")
-        assert_against_torch(f0["params"][t], theirs[t], f"vs torch fused, step {t + 1}")
+    assert_steps_equal_one_process(ranks[0]["fsdp"], ranks[1]["fsdp"], "FSDP2",
+                                   "reduce-scattered gradient")
 
 
 @needs_gloo
