@@ -243,21 +243,31 @@ NADAM_BAD = [
 ]
 
 
-@pytest.mark.parametrize("case", NADAM_BAD, ids=[str(c[0])[:40] for c in NADAM_BAD])
-def test_nadam_bad_input_raises_naming_it_and_changes_nothing(case):
+def assert_raises_naming_it_and_changes_nothing(step, names, arrays, case):
+    """``step(*arrays[names], **rest)`` with ``case``'s spoiled argument raises the
+    expected error naming it, and leaves every array as it was."""
     spoil, error, word = case
-    rng = np.random.default_rng(19)
-    a = dict(p=rng.standard_normal(8).astype(np.float32), g=np.ones(8, np.float32),
-             m=np.ones(8, np.float32), v=np.ones(8, np.float32), t=3,
-             mu_product=np.full((), 0.5, np.float32))
-    a.update(spoil)
+    a = dict(arrays, **spoil)
     before = {k: np.array(x, copy=True) for k, x in a.items() if isinstance(x, np.ndarray)}
-    args = [a.pop(k) for k in ("p", "g", "m", "v", "t", "mu_product")]
+    args = [a.pop(k) for k in names]
     with pytest.raises(error, match=word):
-        reference.nadam_step(*args, **a)
-    for k, x in zip(("p", "g", "m", "v", "t", "mu_product"), args):
+        step(*args, **a)
+    for k, x in zip(names, args):
         if k in before:
             assert np.array_equal(x, before[k]), k
+
+
+def step_arrays(seed):
+    rng = np.random.default_rng(seed)
+    return dict(p=rng.standard_normal(8).astype(np.float32), g=np.ones(8, np.float32),
+                m=np.ones(8, np.float32), v=np.ones(8, np.float32), t=3)
+
+
+@pytest.mark.parametrize("case", NADAM_BAD, ids=[str(c[0])[:40] for c in NADAM_BAD])
+def test_nadam_bad_input_raises_naming_it_and_changes_nothing(case):
+    arrays = dict(step_arrays(19), mu_product=np.full((), 0.5, np.float32))
+    assert_raises_naming_it_and_changes_nothing(
+        reference.nadam_step, ("p", "g", "m", "v", "t", "mu_product"), arrays, case)
 
 
 RADAM_BAD = [
@@ -272,18 +282,8 @@ RADAM_BAD = [
 
 @pytest.mark.parametrize("case", RADAM_BAD, ids=[str(c[0])[:40] for c in RADAM_BAD])
 def test_radam_bad_input_raises_naming_it_and_changes_nothing(case):
-    spoil, error, word = case
-    rng = np.random.default_rng(20)
-    a = dict(p=rng.standard_normal(8).astype(np.float32), g=np.ones(8, np.float32),
-             m=np.ones(8, np.float32), v=np.ones(8, np.float32), t=3)
-    a.update(spoil)
-    before = {k: np.array(x, copy=True) for k, x in a.items() if isinstance(x, np.ndarray)}
-    args = [a.pop(k) for k in ("p", "g", "m", "v", "t")]
-    with pytest.raises(error, match=word):
-        reference.radam_step(*args, **a)
-    for k, x in zip(("p", "g", "m", "v", "t"), args):
-        if k in before:
-            assert np.array_equal(x, before[k]), k
+    assert_raises_naming_it_and_changes_nothing(
+        reference.radam_step, ("p", "g", "m", "v", "t"), step_arrays(20), case)
 
 
 # ---------------------------------------------------------------- adamref.optim.NAdam, RAdam
