@@ -109,6 +109,28 @@ def run_step(step, p0, grads, hyper, amsgrad_key="v_max", adamax=False):
     return out
 
 
+def shadow_gradient(g, p, p_scale, lr, hyper):
+    """One step's gradient as it enters the moments, in float64, with its scale.
+
+    Returns ``g, a, p, p_scale``: ``g`` negated if maximize; decoupled decay
+    first scales ``p`` by ``1 - lr wd`` (its scale grows by ``lr wd |p|``); L2
+    decay adds ``wd p`` to ``g`` and ``wd s_p`` to the scale ``a = |g|``, where
+    ``s_p`` is the scale of ``p`` (``p`` carries its own rounding, relative to
+    ``s_p``).  Shared by every shadow model (Adam here, NAdam and RAdam in
+    ``test_nadam_radam.py``).
+    """
+    wd = hyper.get("weight_decay", 0.0)
+    g = g.astype(np.float64) * (-1 if hyper.get("maximize") else 1)
+    a = np.abs(g)
+    if wd and hyper.get("decoupled", False):
+        p_scale = p_scale + lr * wd * np.abs(p)
+        p = p * (1 - lr * wd)
+    elif wd:
+        a = a + wd * p_scale
+        g = g + wd * p
+    return g, a, p, p_scale
+
+
 def shadow_scales(p0, grads, hyper, adamax=False):
     """Per-element magnitudes of the terms each result was built from (float64).
 
@@ -122,22 +144,14 @@ def shadow_scales(p0, grads, hyper, adamax=False):
     is ``|p0|`` plus the sum of ``lr/bc1 * scale(m)/denom`` (plus weight decay).
     """
     lr, beta1, beta2 = hyper["lr"], hyper["beta1"], hyper["beta2"]
-    eps, wd = hyper.get("eps", 1e-8), hyper.get("weight_decay", 0.0)
-    decoupled = hyper.get("decoupled", False)
+    eps = hyper.get("eps", 1e-8)
     p = p0.astype(np.float64)
     m = np.zeros_like(p); m_abs = np.zeros_like(p)
     v = np.zeros_like(p); v_abs = np.zeros_like(p)
     v_max = np.zeros_like(p); v_max_abs = np.zeros_like(p)
     p_scale = np.abs(p)
     for t, g in enumerate(grads, start=1):
-        g = g.astype(np.float64) * (-1 if hyper.get("maximize") else 1)
-        a = np.abs(g)
-        if wd and decoupled:
-            p_scale += lr * wd * np.abs(p)
-            p = p * (1 - lr * wd)
-        elif wd:
-            a = a + wd * p_scale         # p carries its own rounding, relative to p_scale
-            g = g + wd * p
+        g, a, p, p_scale = shadow_gradient(g, p, p_scale, lr, hyper)
         m = beta1 * m + (1 - beta1) * g
         m_abs = beta1 * m_abs + (1 - beta1) * a
         if adamax:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from adamref import reference
-from parity import assert_close_in_ulps, gradients, start
+from parity import assert_close_in_ulps, gradients, shadow_gradient, start
 
 NADAM = dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=4e-3)
 RADAM = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
@@ -77,8 +77,7 @@ def shadow_scales(kind, p0, grads, hyper):
     under test: ``a = |g| (+ wd scale(p))`` enters m and v as in Adam, and
     ``p`` moves each step by the absolute value of each term of its update.
     """
-    lr, b1, b2, eps = hyper["lr"], hyper["beta1"], hyper["beta2"], hyper["eps"]
-    wd, dec = hyper.get("weight_decay", 0.0), hyper.get("decoupled", False)
+    b1, b2, eps = hyper["beta1"], hyper["beta2"], hyper["eps"]
     psi = hyper.get("momentum_decay", 4e-3)
     p = p0.astype(np.float64)
     m = np.zeros_like(p); m_abs = np.zeros_like(p)
@@ -89,14 +88,7 @@ def shadow_scales(kind, p0, grads, hyper):
     lrs = np.broadcast_to(hyper["lr"], len(grads))    # a sequence: that step's lr
     for t, g in enumerate(grads, start=1):
         lr = float(lrs[t - 1])
-        g = g.astype(np.float64) * (-1 if hyper.get("maximize") else 1)
-        a = np.abs(g)
-        if wd and dec:
-            p_scale += lr * wd * np.abs(p)
-            p = p * (1 - lr * wd)
-        elif wd:
-            a = a + wd * p_scale
-            g = g + wd * p
+        g, a, p, p_scale = shadow_gradient(g, p, p_scale, lr, hyper)
         m = b1 * m + (1 - b1) * g
         m_abs = b1 * m_abs + (1 - b1) * a
         v = b2 * v + (1 - b2) * g * g
