@@ -70,6 +70,7 @@ References:
 from __future__ import annotations
 
 import functools
+import operator
 
 import numba
 import numpy as np
@@ -81,6 +82,8 @@ from adamref import _distributed, cpu
 __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 
 _DTYPES = (torch.float32, torch.float64)
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+_GRAD = operator.attrgetter("grad")
 
 
 # ---------------------------------------------------------------- validation
@@ -231,12 +234,33 @@ class _Table:
     def gradients(self):
         """Each row's gradient address (0: none), or None if a parameter's memory moved.
 
-        The hot loop of a step: one pass over the parameters.  A gradient's dtype,
-        shape and device need no check here: PyTorch checks them against the
-        parameter when ``.grad`` is set, and the parameter is the one the table was
-        built (and checked) for, since its address has not changed.  Sparse or
-        non-contiguous gradients take the checked path (which rebuilds the table).
+        The hot loop of a step.  A gradient's dtype, shape and device need no
+        check here: PyTorch checks them against the parameter when ``.grad`` is
+        set, and the parameter is the one the table was built (and checked)
+        for, since its address has not changed.  The common case (every row
+        has a plain, dense, contiguous gradient) is a few ``map`` passes, each
+        a loop in C: about 0.2 us per tensor instead of 0.35 for a Python loop.
+        Anything else (None, DTensor or sparse gradients) takes :meth:`_mixed`.
         """
+        rows, tensor = self.rows, torch.Tensor
+        if self.sharded or list(map(tensor.data_ptr, rows)) != self.p_addresses:
+            return self._mixed()
+        grads = list(map(_GRAD, rows))
+        if set(map(type, grads)) != {tensor}:
+            return self._mixed()
+        try:                # a sparse gradient is not contiguous, or raises (as data_ptr)
+            if all(map(tensor.is_contiguous, grads)):
+                addresses = list(map(tensor.data_ptr, grads))
+                if 0 not in addresses:                    # 0: a gradient with no elements
+                    return addresses
+        except RuntimeError:
+            pass
+        return self._mixed()
+
+    def _mixed(self):
+        """:meth:`gradients` one row at a time: None gradients (address 0), DTensors'
+        local shards, empty gradients (address 1: counted as a step, never read);
+        None (the checked path) for a moved parameter or a sparse or strided gradient."""
         addresses = []
         append = addresses.append
         strided, tensor = torch.strided, torch.Tensor
@@ -257,6 +281,22 @@ class _Table:
             else:
                 return None
         return addresses
+
+
+def _zeros_like(p):
+    """A zero state tensor shaped like ``p``, as ``torch.zeros_like(p)``.
+
+    A plain CPU tensor's is NumPy's memory (``torch.from_numpy``, no copy).
+    NumPy asks Linux for transparent huge pages (``madvise``) for arrays of
+    4 MiB and more, where PyTorch's allocator does not, and the step streams
+    its state through the TLB: on ResNet-50's parameter list (``python -m
+    adamref.bench --models resnet50``) the kernel ran 5% faster with the
+    moments on huge pages.  Anything else (CUDA, DTensors) is
+    ``torch.zeros_like``'s.
+    """
+    if type(p) in (torch.Tensor, torch.nn.Parameter) and p.device.type == "cpu":
+        return torch.from_numpy(np.zeros(tuple(p.shape), _NUMPY[p.dtype]))
+    return torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
 def _check_state(name, state, keys, p) -> None:
@@ -417,7 +457,7 @@ class Adam(Optimizer):
         state = self.state[p]
         state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
         for key in self._state_keys(group):
-            state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state[key] = _zeros_like(p)
 
     def _hyper(self, group) -> dict:
         """The group's options as the kernels take them (floats; a Tensor lr is read)."""
@@ -659,8 +699,8 @@ class _PerTensor(Optimizer):
         state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
         if "mu_product" in self._torch_keys:
             state["mu_product"] = torch.tensor(1.0, dtype=_scalar_dtype())
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg"] = _zeros_like(p)
+        state["exp_avg_sq"] = _zeros_like(p)
 
     def _check_state(self, state, p) -> None:
         name = type(self).__name__

@@ -280,6 +280,37 @@ def test_table_follows_new_parameter_memory_and_new_groups():
     assert_matches_torch(*results)
 
 
+def test_every_kind_of_gradient_a_built_table_meets_steps_like_the_kernel():
+    """After the first step has built the tables, gradients that are transposed (not
+    contiguous), empty, None or new tensors; each parameter equals ``adam_step`` on
+    its own (with its own step count) bit for bit.  The empty parameter has a group
+    of its own, so that the first group's step 2 meets the transposed gradient alone."""
+    rng = np.random.default_rng(11)
+    shapes = [(5, 4), (7,), (33,), (0,), (3,)]
+    p0 = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    g = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(5)]
+    none = {1: {1, 4}, 3: {3}}                      # step: the parameters without gradient
+    grads = [[None if i in none.get(t, ()) else x for i, x in enumerate(gs)]
+             for t, gs in enumerate(g)]
+    params = [torch.nn.Parameter(torch.tensor(p)) for p in p0]
+    opt = optim.Adam([{"params": params[:3]}, {"params": params[3:]}], lr=0.01)
+    for t, gs in enumerate(grads):
+        for p, x in zip(params, gs):
+            p.grad = None if x is None else torch.tensor(x)
+        if t == 2:                                   # the same values, transposed in memory
+            params[0].grad = torch.tensor(gs[0].T.copy()).t()
+            assert not params[0].grad.is_contiguous()
+        opt.step()
+    flat = [[None if x is None else x.reshape(-1) for x in gs] for gs in grads]
+    expected = per_tensor([p.reshape(-1) for p in p0], flat,
+                          lambda i: kernel_hyper({"lr": 0.01}))
+    got = arrays(params, opt)
+    for a in got:
+        a.update({k: x.reshape(-1) for k, x in a.items() if k != "step"})
+    assert [a["step"] for a in got] == [5.0, 4.0, 5.0, 4.0, 4.0]
+    assert_bitwise(got, expected)
+
+
 # ---------------------------------------------------------------- behaves like torch.optim
 @pytest.mark.parametrize("ours,theirs", [(optim.Adam, torch.optim.Adam),
                                          (optim.AdamW, torch.optim.AdamW),
