@@ -20,6 +20,10 @@ effective bandwidth (28 bytes per parameter in float32: ``p, g, m, v`` read,
 ``vs_X = time(X) / time(adamref)`` (the median over repetitions of that
 ratio within each repetition): above 1 means ``adamref`` is faster than
 ``X``; ``vs_roofline`` is the fraction of the roofline's speed it reaches.
+``ceiling_vs_torch_fused`` (the median of ``time(torch_fused) /
+time(roofline)``) is the ``vs_torch_fused`` a step at the roofline's speed
+would have: the most any implementation moving these bytes can gain over
+torch's fused step on this machine, in this run.
 
 The ``200-tensors`` cases step 200 tensors of mixed sizes: PyTorch gets them
 as a parameter list; ``adamref`` steps one flat buffer of which the
@@ -270,6 +274,10 @@ def _row(case, n, dtype, amsgrad, samples) -> dict:
             # paired: each repetition's X over the same repetition's adamref, then the median,
             # so that load that comes and goes on a shared machine hits both sides alike
             row[f"vs_{name}"] = statistics.median(x / y for x, y in zip(s, ours)) if s else None
+    if samples.get("torch_fused") and samples.get("roofline"):
+        # what vs_torch_fused would be for a step at the roofline's speed: the ceiling
+        row["ceiling_vs_torch_fused"] = statistics.median(
+            x / y for x, y in zip(samples["torch_fused"], samples["roofline"]))
     row["timings_ms"] = {name: {"median": statistics.median(s), "min": min(s), "max": max(s)}
                          for name, s in samples.items() if s}
     return row
@@ -360,7 +368,7 @@ def _fmt(key, x) -> str:
         return "-"
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return str(x)
-    if key.startswith("vs_"):
+    if key.startswith("vs_") or "_vs_" in key:
         return f"{x:.2f}"
     if isinstance(x, int):
         return f"{x:_}"
@@ -393,7 +401,9 @@ def _header(info: dict, args) -> str:
         f"torch {info.get('torch')} ({info.get('torch_cpu_capability')})  "
         f"numba {info['numba']}  numpy {info['numpy']}",
         "vs_X = time(X) / time(adamref): > 1 means adamref is faster; vs_roofline is the "
-        "fraction of the roofline reached",
+        "fraction of the roofline reached;",
+        "ceiling_vs_torch_fused = time(torch_fused) / time(roofline): the vs_torch_fused "
+        "of a step at the roofline",
     ])
 
 

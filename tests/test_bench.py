@@ -93,6 +93,9 @@ def test_model_rows_time_adamref_optim_against_torch_fused_and_the_roofline():
     p0, g = (rng.standard_normal(113, dtype=np.float32) for _ in range(2))
     impls = bench._model_implementations(torch, p0, g, False, sizes)
     assert set(impls) == {"adamref", "torch_fused", "roofline"}
-    row = bench._row("tiny (3 tensors)", 113, np.dtype(np.float32), False,
-                     bench._measure(impls, 2, 0.0))
+    samples = bench._measure(impls, 3, 0.0)
+    row = bench._row("tiny (3 tensors)", 113, np.dtype(np.float32), False, samples)
     assert row["vs_torch_fused"] > 0 and row["vs_roofline"] > 0
+    # the ceiling is torch fused's time over the roofline's, paired by repetition
+    ratios = sorted(f / r for f, r in zip(samples["torch_fused"], samples["roofline"]))
+    assert row["ceiling_vs_torch_fused"] == ratios[1]
