@@ -26,25 +26,31 @@ here: each rank's optimizer gets ordinary tensors, whole parameters.
 
 from __future__ import annotations
 
-import torch
-
-try:                                     # torch built without distributed: no DTensors
-    from torch.distributed.tensor import DTensor as _DTensor
-except ImportError:                      # pragma: no cover
-    _DTensor = None
+import sys
 
 __all__ = ["local", "is_sharded", "shard"]
 
 
+def _dtensor_class():
+    """``torch.distributed.tensor.DTensor`` if that module has been imported, else None.
+
+    Importing it costs about 0.35 s (it pulls in ``torch._dynamo``), and no
+    ``DTensor`` can exist before it is imported, so it is looked up, never imported.
+    """
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None)
+
+
 def is_sharded(t) -> bool:
     """Whether ``t`` is a ``DTensor`` (its memory is a local shard)."""
-    return _DTensor is not None and isinstance(t, _DTensor)
+    dtensor = _dtensor_class()
+    return dtensor is not None and isinstance(t, dtensor)
 
 
 def local(t):
     """The tensor whose memory holds ``t``'s elements on this rank: a ``DTensor``'s
     local shard, any other tensor itself (no copy in either case)."""
-    if _DTensor is not None and isinstance(t, _DTensor):
+    if is_sharded(t):
         shard_ = getattr(t, "_local_tensor", None)      # no autograd node, unlike to_local()
         return shard_ if shard_ is not None else t.to_local()
     return t

@@ -176,3 +176,15 @@ def test_clip_factors_global_matches_clip_grad_norm():
     torch_factor = float(params[1].grad[0] / full[1][0])
     assert math.isclose(coefficient, torch_factor, rel_tol=2e-6 / global_norm)
     assert all(c > coefficient for c in per_rank)        # each shard's norm is smaller
+
+
+def test_importing_the_optimizers_does_not_import_dtensor():
+    """``adamref.optim`` only looks ``DTensor`` up: importing ``torch.distributed.tensor``
+    costs about 0.35 s, and a process that has no DTensor should not pay it."""
+    import subprocess
+    import sys
+    code = ("import sys, torch, adamref.optim; "
+            "print('torch.distributed.tensor' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
