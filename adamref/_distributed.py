@@ -30,15 +30,20 @@ import sys
 
 __all__ = ["local", "is_sharded", "shard"]
 
+_DTensor = None                          # the class, once it has been seen in sys.modules
+
 
 def _dtensor_class():
     """``torch.distributed.tensor.DTensor`` if that module has been imported, else None.
 
     Importing it costs about 0.35 s (it pulls in ``torch._dynamo``), and no
-    ``DTensor`` can exist before it is imported, so it is looked up, never imported.
+    ``DTensor`` can exist before it is imported, so it is looked up, never
+    imported; once found it is kept, so later calls cost one global read.
     """
-    module = sys.modules.get("torch.distributed.tensor")
-    return getattr(module, "DTensor", None)
+    global _DTensor
+    if _DTensor is None:
+        _DTensor = getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+    return _DTensor
 
 
 def is_sharded(t) -> bool:

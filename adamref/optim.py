@@ -82,8 +82,8 @@ from adamref import _distributed, cpu
 
 __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 
-_DTYPES = (torch.float32, torch.float64)
-_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}   # the dtypes stepped
+_DTYPES = tuple(_NUMPY)
 _GRAD = operator.attrgetter("grad")
 
 
